@@ -1,0 +1,50 @@
+"""Developer sessions: ``nox -s tests lint typecheck docs examples bench``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.default_venv_backend = "venv"
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package, the tests and this file with ``mypy --strict``."""
+    session.install("-e", ".[test]")
+    session.run("mypy", "--strict")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site."""
+    session.log("documentation site: not built yet (issue 8)")
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """Run the examples."""
+    session.log("examples: not written yet (issue 8)")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks and regenerate docs/performance.md."""
+    session.log("benchmarks: not written yet (issue 10)")

@@ -1,0 +1,3 @@
+"""pytest plugin for ollama_ready (registered under the ``pytest11`` entry point)."""
+
+from __future__ import annotations
