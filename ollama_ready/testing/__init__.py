@@ -13,13 +13,23 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ollama_ready.testing._clock import FakeClock
+    from ollama_ready.testing._nvml import FakeNvml
+    from ollama_ready.testing._ollama import FakeBlob, FakeModel, FakeOllama
 
 _EXPORTS: dict[str, str] = {
+    "FakeBlob": "_ollama",
     "FakeClock": "_clock",
+    "FakeModel": "_ollama",
+    "FakeNvml": "_nvml",
+    "FakeOllama": "_ollama",
 }
 
 __all__ = [
+    "FakeBlob",
     "FakeClock",
+    "FakeModel",
+    "FakeNvml",
+    "FakeOllama",
 ]
 
 
