@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Protocol, runtime_checkable
 
@@ -29,10 +30,11 @@ class Deadline:
     """The remaining time budget of one operation, shared by all of its phases.
 
     ``Deadline(None)`` never expires. Phases ask :meth:`remaining` and never wait past it;
-    :meth:`sleep` sleeps at most until the deadline.
+    :meth:`sleep` sleeps at most until the deadline. :meth:`cancel` ends it early from any thread
+    (asyncio cancellation, a signal handler) and wakes a :meth:`sleep` in progress.
     """
 
-    __slots__ = ("_clock", "_end", "_start", "timeout")
+    __slots__ = ("_cancelled", "_clock", "_end", "_start", "timeout")
 
     def __init__(self, timeout: float | None, *, clock: Clock | None = None) -> None:
         if timeout is not None and (math.isnan(timeout) or timeout < 0):
@@ -41,6 +43,7 @@ class Deadline:
         self.timeout = timeout
         self._start = self._clock.monotonic()
         self._end = math.inf if timeout is None else self._start + timeout
+        self._cancelled = threading.Event()
 
     @property
     def clock(self) -> Clock:
@@ -53,12 +56,23 @@ class Deadline:
 
     def remaining(self) -> float:
         """Seconds left, never negative; ``math.inf`` when there is no deadline."""
+        if self._cancelled.is_set():
+            return 0.0
         return max(0.0, self._end - self._clock.monotonic())
 
     @property
     def expired(self) -> bool:
-        """Whether no time is left."""
-        return self._clock.monotonic() >= self._end
+        """Whether no time is left (or the deadline was cancelled)."""
+        return self._cancelled.is_set() or self._clock.monotonic() >= self._end
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        """End the deadline now; every phase sharing it stops at its next check."""
+        self._cancelled.set()
 
     def bound(self, seconds: float | None) -> float | None:
         """Return ``seconds`` capped at the remaining time (``None`` means no own limit)."""
@@ -70,8 +84,13 @@ class Deadline:
     def sleep(self, seconds: float) -> float:
         """Sleep ``seconds`` or until the deadline, whichever is first; return the time slept."""
         duration = max(0.0, min(seconds, self.remaining()))
-        if duration > 0:
-            self._clock.sleep(duration)
+        if duration <= 0:
+            return 0.0
+        if self._clock is SYSTEM_CLOCK:
+            # An Event wait sleeps like time.sleep but wakes at once on cancel().
+            self._cancelled.wait(duration)
+            return duration
+        self._clock.sleep(duration)
         return duration
 
     def sub(self, timeout: float | None) -> Deadline:
@@ -81,7 +100,9 @@ class Deadline:
             own: float | None = None if math.isinf(left) else left
         else:
             own = min(timeout, left)
-        return Deadline(own, clock=self._clock)
+        child = Deadline(own, clock=self._clock)
+        child._cancelled = self._cancelled  # cancelling the parent cancels the child
+        return child
 
     def __repr__(self) -> str:
         if math.isinf(self._end):

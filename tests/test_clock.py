@@ -77,3 +77,29 @@ def test_fake_clock_rejects_negative_sleep_and_records_sleeps() -> None:
     assert clock.slept == 0.75
     with pytest.raises(ValueError, match="non-negative"):
         clock.sleep(-1)
+
+
+def test_cancel_ends_the_deadline_and_its_children() -> None:
+    clock = FakeClock()
+    deadline = Deadline(60, clock=clock)
+    child = deadline.sub(30)
+    deadline.cancel()
+    assert deadline.cancelled
+    assert deadline.expired
+    assert child.expired
+    assert deadline.remaining() == 0
+    assert deadline.sleep(5) == 0
+    assert clock.sleeps == []
+
+
+def test_cancel_wakes_a_real_sleep() -> None:
+    import threading
+    import time
+
+    deadline = Deadline(30)
+    timer = threading.Timer(0.05, deadline.cancel)
+    started = time.monotonic()
+    timer.start()
+    deadline.sleep(10)
+    timer.join()
+    assert time.monotonic() - started < 2
