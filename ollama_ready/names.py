@@ -7,6 +7,7 @@ A full name is ``[scheme://]host/namespace/model:tag``. Missing parts take the d
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -134,6 +135,8 @@ class ModelName:
     def parse(cls, s: str) -> ModelName:
         """Parse ``s`` with the defaults applied and validate every part.
 
+        The scheme, if any, must be ``http`` or ``https``; it is returned in lower case.
+
         Raises:
             InvalidModelName: a part breaks a rule; the message names the part and the rule.
         """
@@ -144,7 +147,7 @@ class ModelName:
             if "@" in s:
                 hint = "Ollama dropped name@digest references in v0.2.0; pin the tag instead"
             raise InvalidModelName(f"invalid model name {s!r}: {problem}", model=s, hint=hint)
-        return name
+        return dataclasses.replace(name, scheme=name.scheme.lower())
 
     @classmethod
     def from_filepath(cls, path: str | os.PathLike[str]) -> ModelName | None:
@@ -181,7 +184,11 @@ class ModelName:
 
     def _problem(self) -> str | None:
         problem = self._part_problem()
-        if problem is None and self.scheme and self.scheme.lower() not in _SCHEMES:
+        if (
+            problem is None
+            and self.scheme
+            and not (self.scheme.isascii() and self.scheme.lower() in _SCHEMES)
+        ):
             problem = f"the scheme {self.scheme!r} is not supported; use http:// or https://"
         return problem
 
