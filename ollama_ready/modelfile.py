@@ -38,6 +38,7 @@ __all__ = [
     "Message",
     "Modelfile",
     "ParameterValue",
+    "is_lfs_pointer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -267,11 +268,10 @@ class Modelfile:
 
     def _reject_lfs_pointer(self, where: str, file: Path, line: int) -> None:
         try:
-            with file.open("rb") as handle:
-                head = handle.read(len(_LFS_POINTER))
+            pointer = is_lfs_pointer(file)
         except OSError as exc:
             raise self._error(line, f"{where}: cannot read {file}: {exc.strerror or exc}") from exc
-        if head == _LFS_POINTER:
+        if pointer:
             raise self._error(
                 line,
                 f"{where}: {file} is a Git LFS pointer, not the file itself; "
@@ -496,6 +496,12 @@ def _typed(kind: type, text: str) -> ParameterValue | None:
         return None
     real = float(text)
     return real if math.isfinite(real) and abs(real) <= _FLOAT32_MAX else None
+
+
+def is_lfs_pointer(path: str | os.PathLike[str]) -> bool:
+    """Return whether a file is a Git LFS pointer (a checkout without ``git lfs pull``)."""
+    with open(path, "rb") as handle:
+        return handle.read(len(_LFS_POINTER)) == _LFS_POINTER
 
 
 def _decode(data: bytes, source: str) -> str:
