@@ -99,7 +99,8 @@ class CreateResult:
     ``uploaded`` and ``present`` are blob digests (``sha256:<hex>``): sent in this call, or
     already on the server. ``created`` says whether the server's model is new or changed
     (its manifest digest differs from before); re-creating identical content gives ``False``.
-    ``digest`` and ``size`` describe the model afterwards, as ``/api/tags`` lists it.
+    ``digest`` and ``size`` describe the model afterwards, as ``/api/tags`` lists it (``None``,
+    and ``created`` true, when the deadline left no time to look).
     """
 
     name: str
@@ -139,8 +140,9 @@ def file_digest(
             digest.update(view[:count])
             size += count
             if deadline is not None and deadline.expired:
+                cause = "was cancelled" if deadline.cancelled else "ran out"
                 raise DeadlineExceeded(
-                    f"the deadline ran out while hashing {os.fspath(path)} "
+                    f"the deadline {cause} while hashing {os.fspath(path)} "
                     f"({format_bytes(size)} read in {deadline.elapsed():.1f}s)",
                     phase="create",
                 )
@@ -247,9 +249,11 @@ class _CreateJob:
                 adapters = self._upload_all(adapter)
         else:
             files = self._upload_all(source)
-        before = self._listed("before the create")
+        self._check("before /api/create")
+        before = self._listed()
         statuses = self._create(base_model, files, adapters, fields, quantize)
-        after = self._listed("after the create")
+        # The model exists now; with no time left to look it up, report it as changed.
+        after = None if self.deadline.expired else self._listed()
         created = after is None or before is None or before.digest != after.digest
         result = CreateResult(
             name=self.name,
@@ -289,12 +293,13 @@ class _CreateJob:
         self.progress.hashing(name, path)
         digest, size = file_digest(path, deadline=self.deadline)
         self._known[path] = (digest, size)
-        self._check(f"before uploading {path}")
+        self._check(f"after hashing {path}")
         if self.client.has_blob(digest, timeout=self._timeout()):
             logger.info("%s: %s (%s) is already on the server", self.name, name, digest)
             self.present.append(digest)
             self.progress.blob(name, digest, size, uploaded=False)
             return digest
+        self._check(f"before uploading {path}")
         logger.info("%s: uploading %s (%s, %s)", self.name, path, format_bytes(size), digest)
         self.progress.uploading(name, digest, size)
         try:
@@ -361,8 +366,7 @@ class _CreateJob:
                 raise self._deadline_error("waiting for /api/create") from exc
             raise
 
-    def _listed(self, when: str) -> _Listed | None:
-        self._check(when)
+    def _listed(self) -> _Listed | None:
         wanted = ModelName.parse(self.name)
         for info in self.client.list_models(timeout=self._timeout()):
             if wanted.matches(info.name):
