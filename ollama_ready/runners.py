@@ -132,7 +132,7 @@ def _runner_search_paths(
     if exe is not None:
         # LibRelativeToExe: lib/ sits beside bin/ on Linux and macOS, beside the exe on Windows.
         relative = "." if goos == "windows" else ".."
-        roots += [exe.parent, exe.parent / relative]
+        roots += [exe.parent, Path(os.path.normpath(exe.parent / relative))]
     roots.append(Path(os.getcwd() if cwd is None else cwd))
     os_arch = f"{goos}-{goarch}"
     return [base for root in roots for base in (root, root / os_arch, root / "dist" / os_arch)]
