@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ollama_ready.testing._clock import FakeClock
-    from ollama_ready.testing._nvml import FakeNvml
+    from ollama_ready.testing._nvml import FakeGpu, FakeNvml
     from ollama_ready.testing._ollama import FakeBlob, FakeModel, FakeOllama
 
 _EXPORTS: dict[str, str] = {
     "FakeBlob": "_ollama",
     "FakeClock": "_clock",
+    "FakeGpu": "_nvml",
     "FakeModel": "_ollama",
     "FakeNvml": "_nvml",
     "FakeOllama": "_ollama",
@@ -27,6 +28,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "FakeBlob",
     "FakeClock",
+    "FakeGpu",
     "FakeModel",
     "FakeNvml",
     "FakeOllama",
