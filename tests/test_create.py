@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tracemalloc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ollama_ready.client import OllamaClient
 from ollama_ready.clock import Deadline
 from ollama_ready.create import CreateResult, create_model, file_digest
 from ollama_ready.errors import (
@@ -27,7 +29,7 @@ from ollama_ready.errors import (
 from ollama_ready.modelfile import Modelfile
 from ollama_ready.names import ModelName
 from ollama_ready.progress import ProgressSnapshot, PullEvent
-from ollama_ready.testing import FakeClock
+from ollama_ready.testing import FakeClock, FakeModel, FakeOllama
 
 GGUF_HEADER = b"GGUF\x03\x00\x00\x00"
 
@@ -560,3 +562,176 @@ def test_the_reporter_sees_every_step(server: ServerDouble, tmp_path: Path) -> N
         "already up to date: t (0 B uploaded, 1 of 1 files already on the server)"
     )
     assert (second_done.downloaded, second_done.cached, second_done.completed) == (0, 4096, 4096)
+
+
+# --- end to end against FakeOllama -------------------------------------------------------------
+
+
+@pytest.fixture
+def ollama() -> Iterator[FakeOllama]:
+    with FakeOllama(models=(FakeModel.synthetic("llama3.2:1b"),), registry=()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def client(ollama: FakeOllama) -> Iterator[OllamaClient]:
+    with OllamaClient(ollama.url) as real_client:
+        yield real_client
+
+
+def blob_path(digest: str) -> str:
+    return f"/api/blobs/{digest}"
+
+
+def test_the_seed_recipe_through_the_api(
+    ollama: FakeOllama, client: OllamaClient, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    gguf = write_gguf(models / "custom.gguf", 300_000)
+    digest = sha256_of(gguf)
+    (models / "Modelfile").write_text(
+        '# pre-downloaded weights\nFROM ./custom.gguf\nTEMPLATE """{{ .Prompt }}"""\n'
+        "PARAMETER num_ctx 4096\nPARAMETER stop <|end|>\n"
+    )
+
+    result = create_model(client, "custom-model", modelfile=models / "Modelfile")
+
+    assert ollama.has_model("custom-model")
+    assert ollama.has_blob(digest)
+    assert result.created is True
+    assert result.uploaded == (digest,)
+    assert result.bytes_uploaded == 300_000
+    assert result.statuses[0] == "parsing GGUF"
+    assert result.statuses[-2:] == ("writing manifest", "success")
+    listed = {info.name: info for info in client.list_models()}["custom-model:latest"]
+    assert (result.digest, result.size) == (listed.digest, listed.size)
+    assert ollama.count("HEAD", blob_path(digest)) == 1
+    assert ollama.count("POST", blob_path(digest)) == 1
+    (create_request,) = [r for r in ollama.requests if r.path == "/api/create"]
+    assert create_request.body == {
+        "model": "custom-model",
+        "stream": True,
+        "files": {"custom.gguf": digest},
+        "template": "{{ .Prompt }}",
+        "parameters": {"num_ctx": 4096, "stop": ["<|end|>"]},
+    }
+    assert client.show("custom-model").template == "{{ .Prompt }}"
+
+
+def test_creating_again_uploads_nothing(
+    ollama: FakeOllama, client: OllamaClient, tmp_path: Path
+) -> None:
+    gguf = write_gguf(tmp_path / "custom.gguf", 100_000)
+    first = create_model(client, "custom-model", gguf=gguf)
+    ollama.clear_requests()
+
+    second = create_model(client, "custom-model", gguf=gguf)
+
+    digest = sha256_of(gguf)
+    assert [(r.method, r.path) for r in ollama.requests] == [
+        ("HEAD", blob_path(digest)),
+        ("GET", "/api/tags"),
+        ("POST", "/api/create"),
+        ("GET", "/api/tags"),
+    ]
+    assert second.uploaded == ()
+    assert second.present == (digest,)
+    assert second.created is False
+    assert second.digest == first.digest
+    assert f"using existing layer {digest}" in second.statuses
+
+
+def test_from_a_model_on_the_server(ollama: FakeOllama, client: OllamaClient) -> None:
+    modelfile = Modelfile.parse("FROM llama3.2:1b\nSYSTEM You are a pirate.\n")
+
+    result = create_model(client, "pirate", modelfile=modelfile)
+
+    assert ollama.has_model("pirate")
+    assert ollama.count("HEAD") == 0
+    assert result.base_model == "llama3.2:1b"
+    assert client.show("pirate").raw["system"] == "You are a pirate."
+
+
+def test_a_200_mb_gguf_is_created_in_constant_memory(
+    ollama: FakeOllama, client: OllamaClient, tmp_path: Path
+) -> None:
+    size = 200 * 1000 * 1000
+    gguf = tmp_path / "big.gguf"
+    with gguf.open("wb") as handle:
+        handle.write(GGUF_HEADER)
+        handle.truncate(size)  # sparse: the test itself stays small on disk and in memory
+
+    tracemalloc.start()
+    try:
+        first = create_model(client, "big", gguf=gguf)
+        _, peak_first = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        second = create_model(client, "big", gguf=gguf)
+        _, peak_second = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert first.bytes_uploaded == size
+    assert ollama.has_blob(first.uploaded[0])
+    assert second.uploaded == ()
+    assert second.bytes_uploaded == 0
+    assert ollama.count("POST", blob_path(first.uploaded[0])) == 1
+    # The Python heap of this process (client and fake server together) never held the file.
+    assert peak_first < 20 * 1000 * 1000, f"peak {peak_first / 1e6:.1f} MB"
+    assert peak_second < 20 * 1000 * 1000, f"peak {peak_second / 1e6:.1f} MB"
+
+
+def test_an_error_line_from_the_server_raises(
+    ollama: FakeOllama, client: OllamaClient, tmp_path: Path
+) -> None:
+    gguf = write_gguf(tmp_path / "t.gguf")
+    digest = sha256_of(gguf)
+    # The server claims a blob it does not have, as after a prune between HEAD and create.
+    ollama.respond_with("HEAD", blob_path(digest), status=200)
+
+    with pytest.raises(ResponseError) as caught:
+        create_model(client, "t", gguf=gguf)
+
+    assert caught.value.status == 200
+    assert caught.value.server_message.endswith(
+        f"/blobs/{digest.replace(':', '-')}: no such file or directory"
+    )
+    assert (caught.value.model, caught.value.phase) == ("t", "create")
+    assert caught.value.host == ollama.url
+    assert not ollama.has_model("t")
+
+
+def test_a_digest_mismatch_from_the_server(
+    ollama: FakeOllama, client: OllamaClient, tmp_path: Path
+) -> None:
+    gguf = write_gguf(tmp_path / "t.gguf")
+    digest = sha256_of(gguf)
+    message = f'digest mismatch, expected "{digest}", got "sha256:{"1" * 64}"'
+    ollama.respond_with(
+        "POST",
+        blob_path(digest),
+        status=400,
+        body=json.dumps({"error": message}),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+
+    with pytest.raises(DigestMismatch) as caught:
+        create_model(client, "t", gguf=gguf)
+
+    assert message in str(caught.value)
+    assert caught.value.host == ollama.url
+    assert ollama.count("POST", "/api/create") == 0
+
+
+def test_the_real_deadline_bounds_a_silent_server(
+    ollama: FakeOllama, client: OllamaClient, tmp_path: Path
+) -> None:
+    gguf = write_gguf(tmp_path / "t.gguf")
+    ollama.respond_with("POST", "/api/create", status=200, delay=5.0, chunk_size=1, body=b"{}")
+    deadline = Deadline(0.5)
+
+    with pytest.raises(DeadlineExceeded, match="the deadline ran out waiting for /api/create"):
+        create_model(client, "t", gguf=gguf, deadline=deadline)
+
+    assert deadline.elapsed() < 0.5 + 0.2
