@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -278,7 +278,7 @@ class OllamaClient:
 
     def pull(
         self, name: str, *, insecure: bool = False, timeout: Timeout | None = None
-    ) -> Iterator[PullEvent]:
+    ) -> Generator[PullEvent, None, None]:
         """Pull a model and yield its progress events as they arrive.
 
         The request is sent when iteration starts. Closing the iterator (or leaving a ``for``
@@ -311,7 +311,7 @@ class OllamaClient:
         messages: Sequence[Mapping[str, Any]] | None = None,
         quantize: str | None = None,
         timeout: Timeout | None = None,
-    ) -> Iterator[PullEvent]:
+    ) -> Generator[PullEvent, None, None]:
         """Create a model (``POST /api/create``, v0.5.5+ fields) and yield its status events.
 
         ``files`` and ``adapters`` map file names to blob digests (``sha256:<hex>``) that
@@ -555,7 +555,7 @@ class OllamaClient:
 
     def _stream(
         self, path: str, body: Mapping[str, Any], *, timeout: Timeout | None, model: str
-    ) -> Iterator[PullEvent]:
+    ) -> Generator[PullEvent, None, None]:
         response, ex = self._send(
             "POST", path, timeout=timeout, model=model, body=body, accept=_NDJSON
         )
