@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ollama_ready.testing._clock import FakeClock
     from ollama_ready.testing._nvml import FakeGpu, FakeNvml
-    from ollama_ready.testing._ollama import FakeBlob, FakeModel, FakeOllama
+    from ollama_ready.testing._ollama import FakeBlob, FakeModel, FakeOllama, RecordedRequest
 
 _EXPORTS: dict[str, str] = {
     "FakeBlob": "_ollama",
@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "FakeModel": "_ollama",
     "FakeNvml": "_nvml",
     "FakeOllama": "_ollama",
+    "RecordedRequest": "_ollama",
 }
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "FakeModel",
     "FakeNvml",
     "FakeOllama",
+    "RecordedRequest",
 ]
 
 
