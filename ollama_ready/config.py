@@ -68,6 +68,10 @@ def parse_host(value: str | None) -> str:
     the path is kept without its slashes at either end. Bind-all hosts (``0.0.0.0``, ``::``,
     an empty host as in ``:1234``) become loopback, because a client cannot dial them.
 
+    Where ollama-python's ``_parse_host`` differs (quotes, bare IPv6, port 0, ports out of
+    range, ``ollama.com``), the Go rule wins: the server reads the same variable, and the client
+    must dial where the server listens. Rewrites and fallbacks are logged as warnings.
+
     Raises:
         InvalidHost: the value cannot name a server (bad scheme, whitespace or control
             characters inside, malformed brackets, a query string, ...).
@@ -278,7 +282,7 @@ _BOOLEANS: Final = {
     **dict.fromkeys(("0", "f", "false", "n", "no", "off"), False),
 }
 _NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-_SECONDS = re.compile(rf"{_NUMBER}(?:[eE][+-]?[0-9]+)?")
+_SECONDS = re.compile(rf"[+-]?{_NUMBER}(?:[eE][+-]?[0-9]+)?")
 _DURATION_PART = re.compile(rf"({_NUMBER})(ns|us|µs|μs|ms|s|m|h)")
 _DURATION_UNITS: Final = {
     "ns": 1e-9,
@@ -390,7 +394,7 @@ def _check_keep_alive(value: object) -> str | float | None:
         text = value.strip()
         if not text:
             return None
-        if _SECONDS.fullmatch(text[1:] if text[:1] in "+-" else text):
+        if _SECONDS.fullmatch(text):
             return _check_keep_alive(float(text))
         _duration_seconds(text)
         return text
@@ -572,7 +576,13 @@ class Settings:
         """Build settings from explicit values, then the environment, then the defaults.
 
         ``explicit`` takes any field name; a value of None counts as not given. ``environ``
-        defaults to ``os.environ``, read now. A variable set to an empty string counts as unset.
+        defaults to ``os.environ``, read now. Values are trimmed of whitespace and quotes as
+        Ollama trims its own, and an empty one counts as unset. The variables: ``OLLAMA_HOST``,
+        ``OLLAMA_API_KEY`` and ``OLLAMA_READY_`` + ``TIMEOUT``, ``CONNECT_TIMEOUT``,
+        ``READ_TIMEOUT``, ``STALL_TIMEOUT`` (seconds or ``90s``/``5m``/``1h30m``), ``WAIT``,
+        ``PULL_POLICY``, ``MODELS`` (comma list), ``LOAD``, ``KEEP_ALIVE``, ``REQUIRE_GPU``,
+        ``MIN_SERVER_VERSION`` (``0.5.7`` means ``>=0.5.7``), ``INSECURE``, ``PROGRESS``,
+        ``VERIFY`` (true/false), ``CA_BUNDLE`` (a path) and ``HEADERS`` (``"Name: v; Other: w"``).
 
         Raises:
             ConfigError: a variable or an argument holds an invalid value; the message names it.

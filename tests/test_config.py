@@ -453,7 +453,7 @@ def test_headers_variable() -> None:
     ("variable", "text", "fragment"),
     [
         ("OLLAMA_READY_TIMEOUT", "abc", "neither seconds nor a duration"),
-        ("OLLAMA_READY_TIMEOUT", "-1", "neither seconds nor a duration"),
+        ("OLLAMA_READY_TIMEOUT", "-1", "not a positive, finite number"),
         ("OLLAMA_READY_TIMEOUT", "-5m", "not a positive, finite number"),
         ("OLLAMA_READY_TIMEOUT", "nan", "neither seconds nor a duration"),
         ("OLLAMA_READY_TIMEOUT", "0", "not a positive, finite number"),
