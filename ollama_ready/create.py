@@ -173,26 +173,50 @@ def create_model(
         ResponseError: the server refused the create (its message is kept).
     """
     ModelName.parse(name)
-    source = _source(modelfile, gguf)
+    plan = _plan(modelfile, gguf)
     job = _CreateJob(client, name, deadline or Deadline(None), reporter)
     try:
-        return job.run(source, quantize)
+        return job.run(plan, quantize)
     except OllamaReadyError as exc:
         job.fail(exc)
         raise
 
 
-def _source(
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What to upload and what to ask ``/api/create`` for, checked before any request."""
+
+    base_model: str | None
+    model_files: LocalSource | None
+    adapter_files: LocalSource | None
+    fields: Mapping[str, Any]
+    warnings: tuple[str, ...]
+
+
+def _plan(
     modelfile: str | os.PathLike[str] | Modelfile | None, gguf: str | os.PathLike[str] | None
-) -> Modelfile | LocalSource:
-    if (modelfile is None) == (gguf is None):
+) -> _Plan:
+    if gguf is not None:
+        if modelfile is not None:
+            raise ConfigError("create_model needs exactly one of modelfile= and gguf=, not both")
+        return _Plan(None, _gguf_source(gguf), None, {}, ())
+    if modelfile is None:
         raise ConfigError("create_model needs exactly one of modelfile= and gguf=")
-    if isinstance(modelfile, Modelfile):
-        return modelfile
-    if modelfile is not None:
-        return Modelfile.from_path(modelfile)
-    assert gguf is not None
-    return _gguf_source(gguf)
+    parsed = modelfile if isinstance(modelfile, Modelfile) else Modelfile.from_path(modelfile)
+    base = parsed.resolve_from()
+    adapter = parsed.resolve_adapter()
+    local = base if isinstance(base, LocalSource) else None
+    warnings = [*parsed.warnings]
+    for source in (local, adapter):
+        if source is not None:
+            warnings.extend(source.warnings)
+    return _Plan(
+        base_model=base if isinstance(base, str) else None,
+        model_files=local,
+        adapter_files=adapter,
+        fields=parsed.request_fields(),
+        warnings=tuple(warnings),
+    )
 
 
 def _gguf_source(gguf: str | os.PathLike[str]) -> LocalSource:
@@ -228,30 +252,14 @@ class _CreateJob:
         self.uploaded: list[str] = []
         self.present: list[str] = []
         self.bytes_uploaded = 0
-        self.warnings: list[str] = []
-        self._known: dict[Path, tuple[str, int]] = {}
+        self._known: dict[Path, str] = {}
 
-    def run(self, source: Modelfile | LocalSource, quantize: str | None) -> CreateResult:
-        fields: dict[str, Any] = {}
-        base_model: str | None = None
-        files: dict[str, str] = {}
-        adapters: dict[str, str] = {}
-        if isinstance(source, Modelfile):
-            self.warnings.extend(source.warnings)
-            base = source.resolve_from()
-            adapter = source.resolve_adapter()
-            fields = source.request_fields()
-            if isinstance(base, str):
-                base_model = base
-            else:
-                files = self._upload_all(base)
-            if adapter is not None:
-                adapters = self._upload_all(adapter)
-        else:
-            files = self._upload_all(source)
+    def run(self, plan: _Plan, quantize: str | None) -> CreateResult:
+        files = self._upload_all(plan.model_files)
+        adapters = self._upload_all(plan.adapter_files)
         self._check("before /api/create")
         before = self._listed()
-        statuses = self._create(base_model, files, adapters, fields, quantize)
+        statuses = self._create(plan, files, adapters, quantize)
         # The model exists now; with no time left to look it up, report it as changed.
         after = None if self.deadline.expired else self._listed()
         created = after is None or before is None or before.digest != after.digest
@@ -261,13 +269,13 @@ class _CreateJob:
             uploaded=tuple(self.uploaded),
             present=tuple(self.present),
             bytes_uploaded=self.bytes_uploaded,
-            base_model=base_model,
+            base_model=plan.base_model,
             files=MappingProxyType(files),
             adapters=MappingProxyType(adapters),
             digest=after.digest if after is not None else None,
             size=after.size if after is not None else None,
             statuses=statuses,
-            warnings=tuple(self.warnings),
+            warnings=plan.warnings,
         )
         self.progress.done(_summary(result))
         return result
@@ -281,18 +289,21 @@ class _CreateJob:
             exc.host = self.client.base_url
         self.progress.failed(str(exc))
 
-    def _upload_all(self, source: LocalSource) -> dict[str, str]:
-        self.warnings.extend(source.warnings)
+    def _upload_all(self, source: LocalSource | None) -> dict[str, str]:
+        if source is None:
+            return {}
         return {name: self._upload(name, path) for name, path in source.files.items()}
 
     def _upload(self, name: str, path: Path) -> str:
         known = self._known.get(path)
         if known is not None:
-            return known[0]
+            return known
         self._check(f"before hashing {path}")
         self.progress.hashing(name, path)
         digest, size = file_digest(path, deadline=self.deadline)
-        self._known[path] = (digest, size)
+        self._known[path] = digest
+        if digest in self.uploaded or digest in self.present:
+            return digest  # the same content under another name
         self._check(f"after hashing {path}")
         if self.client.has_blob(digest, timeout=self._timeout()):
             logger.info("%s: %s (%s) is already on the server", self.name, name, digest)
@@ -319,17 +330,16 @@ class _CreateJob:
 
     def _create(
         self,
-        base_model: str | None,
+        plan: _Plan,
         files: dict[str, str],
         adapters: dict[str, str],
-        fields: dict[str, Any],
         quantize: str | None,
     ) -> tuple[str, ...]:
-        self._check("before /api/create")
+        fields = plan.fields
         statuses: list[str] = []
         stream = self.client.create(
             self.name,
-            from_=base_model,
+            from_=plan.base_model,
             files=files or None,
             adapters=adapters or None,
             template=fields.get("template"),

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from ollama_ready.errors import InvalidModelName, ModelfileError
 from ollama_ready.names import ModelName
@@ -45,10 +46,10 @@ logger = logging.getLogger(__name__)
 
 ParameterValue = int | float | bool | str | tuple[str, ...]
 
-KEYWORDS = ("FROM", "ADAPTER", "TEMPLATE", "SYSTEM", "PARAMETER", "LICENSE", "MESSAGE")
+_KEYWORDS = ("FROM", "ADAPTER", "TEMPLATE", "SYSTEM", "PARAMETER", "LICENSE", "MESSAGE")
 # Keywords of newer Ollama releases that this library cannot pass through /api/create yet.
 _UNSUPPORTED_KEYWORDS = ("DRAFT", "PARSER", "RENDERER", "REQUIRES")
-MESSAGE_ROLES = ("system", "user", "assistant")
+_MESSAGE_ROLES = ("system", "user", "assistant")
 
 # Option names and types from Ollama's api.Options and api.Runner (v0.5 to v0.12).
 _PARAMETER_TYPES: dict[str, type] = {
@@ -229,9 +230,9 @@ class Modelfile:
             return None
         return self._local_source("ADAPTER", self.adapter, self.adapter_line)
 
-    def request_fields(self) -> dict[str, object]:
+    def request_fields(self) -> dict[str, Any]:
         """Return the ``/api/create`` fields this Modelfile sets besides ``from`` and files."""
-        fields: dict[str, object] = {}
+        fields: dict[str, Any] = {}
         if self.template is not None:
             fields["template"] = self.template
         if self.system is not None:
@@ -308,7 +309,7 @@ class _Tokenizer:
         match = _KEYWORD.match(text)
         end = match.end() if match else 0
         keyword = text[:end].upper()
-        if not match or keyword not in KEYWORDS or (end < len(text) and text[end] not in _BLANK):
+        if not match or keyword not in _KEYWORDS or (end < len(text) and text[end] not in _BLANK):
             raise self._error(line, _unknown_instruction(text, keyword))
         rest = text[end:].lstrip(_BLANK)
         name: str | None = None
@@ -339,7 +340,7 @@ class _Tokenizer:
         role = match.group() if match else (rest.split(None, 1)[0] if rest.strip() else "")
         if (
             not match
-            or role not in MESSAGE_ROLES
+            or role not in _MESSAGE_ROLES
             or (match.end() < len(rest) and rest[match.end()] not in _BLANK)
         ):
             roles = '"system", "user" or "assistant"'
@@ -386,8 +387,8 @@ def _unknown_instruction(text: str, keyword: str) -> str:
             f"the {keyword} instruction of newer Ollama releases is not supported by ollama_ready; "
             "create this model with `ollama create`"
         )
-    expected = ", ".join(KEYWORDS)
-    guess = difflib.get_close_matches(keyword or word.upper(), KEYWORDS, n=1)
+    expected = ", ".join(_KEYWORDS)
+    guess = difflib.get_close_matches(keyword or word.upper(), _KEYWORDS, n=1)
     hint = f" (did you mean {guess[0]}?)" if guess and guess[0] != keyword else ""
     return f'unknown instruction "{word}"{hint}; expected one of {expected}'
 

@@ -308,6 +308,8 @@ def test_a_model_directory_uploads_each_file_by_base_name(
     (weights / "model.safetensors").write_bytes(b"st" * 100)
     (weights / "config.json").write_text("{}")
     (weights / "tokenizer.json").write_text('{"x": 1}')
+    (weights / "sub").mkdir()
+    (weights / "sub" / "config.json").write_text('{"nested": true}')
 
     result = create_model(server, "converted", modelfile=Modelfile.parse(f"FROM {weights}\n"))
 
@@ -317,6 +319,27 @@ def test_a_model_directory_uploads_each_file_by_base_name(
         "tokenizer.json",
     }
     assert len(result.uploaded) == 3
+    assert result.warnings == (
+        f"{weights / 'sub' / 'config.json'} left out: /api/create names files by base name and "
+        f"{weights / 'config.json'} already uses 'config.json'",
+    )
+
+
+def test_identical_content_under_two_names_is_checked_once(
+    server: ServerDouble, tmp_path: Path
+) -> None:
+    write_gguf(tmp_path / "a.gguf")
+    write_gguf(tmp_path / "same-as-a.gguf")
+    modelfile = Modelfile.parse("FROM a.gguf\nADAPTER same-as-a.gguf\n", base_dir=tmp_path)
+
+    result = create_model(server, "a", modelfile=modelfile)
+
+    digest = sha256_of(tmp_path / "a.gguf")
+    assert server.methods().count("has_blob") == 1
+    assert server.methods().count("push_blob") == 1
+    assert result.uploaded == (digest,)
+    assert result.files == {"a.gguf": digest}
+    assert result.adapters == {"same-as-a.gguf": digest}
 
 
 def test_modelfile_warnings_are_kept_in_the_result(server: ServerDouble, tmp_path: Path) -> None:
@@ -342,7 +365,10 @@ def test_the_result_is_frozen(server: ServerDouble, tmp_path: Path) -> None:
     ("kwargs", "message"),
     [
         ({}, "create_model needs exactly one of modelfile= and gguf="),
-        ({"modelfile": "M", "gguf": "x.gguf"}, "create_model needs exactly one of modelfile="),
+        (
+            {"modelfile": "M", "gguf": "x.gguf"},
+            "create_model needs exactly one of modelfile= and gguf=, not both",
+        ),
     ],
 )
 def test_exactly_one_source_is_required(
