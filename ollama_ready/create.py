@@ -468,7 +468,7 @@ class _Progress:
                 layers=layers,
                 layer=layers[-1] if layers else None,
                 completed=sum(layer.completed for layer in layers),
-                total=sum(layer.total or 0 for layer in layers),
+                total=sum(layer.total or 0 for layer in layers) if layers else None,
                 cached=sum(layer.cached for layer in layers),
                 downloaded=self._uploaded,
                 elapsed=self._deadline.elapsed(),
