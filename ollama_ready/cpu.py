@@ -45,7 +45,7 @@ NOTABLE_CPU_FLAGS = (
     "avx512cd",
     "avx512dq",
     "avx512vl",
-    "avx512_vbmi",
+    "avx512vbmi",
     "avx512_vnni",
     "avx512_bf16",
     "amx_tile",
