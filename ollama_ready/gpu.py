@@ -71,6 +71,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _NVML_LOCK = threading.Lock()
+_INDEX_ENTRY = re.compile(r"\s*\+?[0-9]")  # a CUDA_VISIBLE_DEVICES entry read as an index
 
 # NVML return codes (nvml.h); compared by value so any faithful NVML binding works.
 _NVML_ERROR_HINTS = {
@@ -336,6 +337,7 @@ def _cuda_report(
     usable = [gpu for gpu in candidates if gpu.supported]
     unsupported = tuple(gpu for gpu in candidates if not gpu.supported)
     choice = cuda_variants(
+        # a usable GPU always has its compute capability; the fallback only satisfies typing
         [gpu.compute_capability or CUDA_MINIMUM_COMPUTE for gpu in usable],
         driver or (0, 0),
         era=era,
@@ -385,9 +387,6 @@ def _to_gpu_info(raw: _NvmlDevice, logical: int, driver: tuple[int, int] | None)
         unsupported_reason=reason,
         physical_index=raw.index,
     )
-
-
-_INDEX_ENTRY = re.compile(r"\s*\+?[0-9]")
 
 
 def _visibility_warnings(
