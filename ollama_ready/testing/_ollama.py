@@ -69,6 +69,9 @@ _DNS_RESOLVER = "127.0.0.53:53"
 _REGISTRY_ADDRESS = "203.0.113.10"
 _GO_DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_ALL_FAULTS = frozenset({"error", "reset", "stall"})
+#: Before the first blob only the faults that end a pull fire; a stall needs a blob line.
+_ENDING_FAULTS = frozenset({"error", "reset"})
 _REPLY_TOKENS = ("This", " is", " a", " reply", " from", " FakeOllama", ".")
 
 
@@ -165,10 +168,10 @@ class _PullPlan:
     def next_target(self) -> int | None:
         return self.faults[0][0] if self.faults else None
 
-    def due(self, reported: int) -> list[StreamFault]:
-        fired = [fault for target, fault in self.faults if reported >= target]
-        self.faults = [(target, fault) for target, fault in self.faults if reported < target]
-        return fired
+    def due(self, reported: int, kinds: frozenset[str] = _ALL_FAULTS) -> list[StreamFault]:
+        due = [(t, f) for t, f in self.faults if reported >= t and f.kind in kinds]
+        self.faults = [pair for pair in self.faults if all(pair is not d for d in due)]
+        return [fault for _, fault in due]
 
 
 class _Handler(HandlerBase):
@@ -892,7 +895,9 @@ class FakeOllama:
         )
         reported = 0
         last: dict[str, Any] = {"status": "pulling manifest"}
-        if (yield from self._fire_faults(plan, reported, last, waiter, None)) is False:
+        if (
+            yield from self._fire_faults(plan, reported, last, waiter, None, kinds=_ENDING_FAULTS)
+        ) is False:
             return
         for blob in model.blobs:
             if self.has_blob(blob.digest):
@@ -946,7 +951,7 @@ class FakeOllama:
 
     def _cap_for(self, plan: _PullPlan, download: Download, reported: int) -> None:
         target = plan.next_target()
-        inside = target is not None and reported < target < reported + download.total
+        inside = target is not None and reported <= target < reported + download.total
         self._downloads.set_cap(
             download, target - reported if inside and target is not None else None
         )
@@ -963,9 +968,11 @@ class FakeOllama:
         last: dict[str, Any],
         waiter: _Waiter,
         download: Download | None,
+        *,
+        kinds: frozenset[str] = _ALL_FAULTS,
     ) -> Generator[dict[str, Any], None, bool]:
         """Yield what the faults due at ``reported`` bytes send; return False to end the pull."""
-        for fault in plan.due(reported):
+        for fault in plan.due(reported, kinds):
             if fault.kind == "error":
                 yield {"error": fault.message}
                 return False
