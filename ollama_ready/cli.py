@@ -104,12 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection and output")
     group.add_argument(
-        "--host", help="Ollama server, with OLLAMA_HOST rules (env: OLLAMA_HOST; default 127.0.0.1:11434)"
+        "--host",
+        help="Ollama server, with OLLAMA_HOST rules (env: OLLAMA_HOST; default 127.0.0.1:11434)",
     )
     group.add_argument(
         "--timeout",
         type=_seconds,
-        help="one deadline for the whole command, in seconds (env: OLLAMA_READY_TIMEOUT; default 600)",
+        help="one deadline for the whole command, seconds (env: OLLAMA_READY_TIMEOUT; default 600)",
     )
     group.add_argument(
         "--json", action="store_true", help="print the final result as JSON on stdout"
@@ -172,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", parents=[common], help="run ensure against a built-in fake Ollama"
     )
-    demo.add_argument("--model", default="llama3.2:1b", help="model to ensure (default: %(default)s)")
+    demo.add_argument(
+        "--model", default="llama3.2:1b", help="model to ensure (default: %(default)s)"
+    )
     demo.add_argument(
         "--seconds", type=_seconds, default=4.0, help="how long the simulated download takes"
     )
@@ -184,7 +187,7 @@ def _add_wait(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait",
         metavar="SPEC",
-        help="wait strategy, e.g. 'poll:interval=0.2' or 'sleep:seconds=2' (env: OLLAMA_READY_WAIT)",
+        help="wait strategy, e.g. 'poll:interval=0.2' or 'sleep:2' (env: OLLAMA_READY_WAIT)",
     )
 
 
@@ -218,7 +221,8 @@ def _add_load(parser: argparse.ArgumentParser) -> None:
         "--load", action="store_true", default=None, help="load the model after it is present"
     )
     parser.add_argument(
-        "--keep-alive", help="how long the model stays loaded, e.g. 5m, -1 (env: OLLAMA_READY_KEEP_ALIVE)"
+        "--keep-alive",
+        help="how long the model stays loaded, e.g. 5m, -1 (env: OLLAMA_READY_KEEP_ALIVE)",
     )
     parser.add_argument(
         "--require-gpu",
@@ -379,9 +383,7 @@ def _cmd_pull(args: argparse.Namespace, root: Deadline) -> int:
 def _cmd_wait(args: argparse.Namespace, root: Deadline) -> int:
     from ollama_ready.readiness import wait_until_ready
 
-    report = wait_until_ready(
-        args.host, strategy=args.wait, timeout=args.timeout, deadline=root
-    )
+    report = wait_until_ready(args.host, strategy=args.wait, timeout=args.timeout, deadline=root)
     _emit(args, report.to_dict(), [f"ready: {report.describe()}"])
     return EXIT_OK
 
@@ -409,7 +411,10 @@ def _cmd_list(args: argparse.Namespace, root: Deadline) -> int:
     with OllamaClient.from_settings(settings) as client:
         models = client.list_models()
     rows = [f"{'NAME':<40} {'ID':<12} {'SIZE':>10}  MODIFIED"]
-    rows += [f"{m.name:<40} {m.digest[:12]:<12} {human_bytes(m.size):>10}  {m.modified_at}" for m in models]
+    rows += [
+        f"{m.name:<40} {m.digest[:12]:<12} {human_bytes(m.size):>10}  {m.modified_at}"
+        for m in models
+    ]
     _emit(args, [_model_dict(m) for m in models], rows)
     return EXIT_OK
 
@@ -440,18 +445,32 @@ def _cmd_doctor(args: argparse.Namespace, root: Deadline) -> int:
 
 def _cmd_demo(args: argparse.Namespace, root: Deadline) -> int:
     from ollama_ready.ensure import ensure_model
+    from ollama_ready.names import ModelName
     from ollama_ready.testing import FakeOllama
+    from ollama_ready.testing._ollama_catalogue import default_registry
 
-    with FakeOllama.demo(download_seconds=args.seconds) as server:
+    catalogue = default_registry()
+    wanted = ModelName.parse(args.model)
+    model = next((m for m in catalogue if wanted.matches(m.name)), None)
+    if model is None:
+        raise ConfigError(
+            f"the demo server has no {wanted.display}",
+            hint="choose one of: " + ", ".join(m.display for m in catalogue),
+        )
+    server = FakeOllama(tick=0.06, registry=catalogue)
+    server.set_bandwidth(max(1.0, model.size / max(args.seconds, 0.1)))
+    with server:
         if not args.quiet and not args.json:
-            print(f"demo: started a fake Ollama at {server.url} (no real download happens)")
+            print(
+                f"demo: a fake Ollama is serving at {server.url} (simulated download, no network)"
+            )
         kwargs = _ensure_kwargs(args, root)
         kwargs["host"] = server.url
         result = ensure_model(args.model, **kwargs)
         _emit(args, result.to_dict(), [_describe(result)])
         if not args.quiet and not args.json:
-            second = ensure_model(args.model, **kwargs)
-            print(f"again: {_describe(second)}  <- cached: no pull, no registry contact")
+            again = ensure_model(args.model, **kwargs)
+            print(f"again: {_describe(again)} (cached: no pull, no registry contact)")
     return EXIT_OK
 
 
@@ -490,7 +509,9 @@ def _model_dict(model: Any) -> dict[str, Any]:
     }
 
 
-def _emit(args: argparse.Namespace, data: object, lines: Sequence[str], out: TextIO | None = None) -> None:
+def _emit(
+    args: argparse.Namespace, data: object, lines: Sequence[str], out: TextIO | None = None
+) -> None:
     stream = out or sys.stdout
     if args.json:
         json.dump(data, stream, indent=2, default=str)
@@ -499,4 +520,3 @@ def _emit(args: argparse.Namespace, data: object, lines: Sequence[str], out: Tex
         for line in lines:
             print(line, file=stream)
     stream.flush()
-

@@ -6,7 +6,7 @@ with ONE deadline. The phases run in order and each gets only what is left of th
     wait -> version -> pull (presence, pull or create) -> verify -> load -> placement
 
 A failure raises the error of its kind (``NotReadyError``, ``ServerTooOld``, ``ModelNotFound``,
-``PlacementError``, ...) with a message that names the phase, the time spent, the host and the model.
+``PlacementError``, ...) with a message naming the phase, the time spent, the host and the model.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ from ollama_ready.errors import (
     AggregateError,
     ConfigError,
     DeadlineExceeded,
+    DigestMismatch,
     ModelNotPresent,
     OllamaReadyError,
     PlacementError,
@@ -92,11 +93,10 @@ class EnsureResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dictionary."""
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["phases"] = dict(self.phases)
         data["warnings"] = list(self.warnings)
-        if self.placement is not None:
-            data["placement"] = asdict(self.placement)
+        data["placement"] = asdict(self.placement) if self.placement is not None else None
         return data
 
     def __repr__(self) -> str:
@@ -249,11 +249,9 @@ class _Ensurer:
             else:
                 digest, size = listed.digest, listed.size
             if options.digest and digest and not _same_digest(options.digest, digest):
-                from ollama_ready.errors import DigestMismatch
-
                 raise DigestMismatch(
-                    f"manifest digest is {digest[:12]}, expected {options.digest}",
-                    hint="the tag moved; pin the new digest or pull a fixed tag",
+                    f"{name.display} has manifest digest {digest[:12]}, expected {options.digest}",
+                    hint="the tag moved: pin the new digest, or pull a fixed tag",
                 )
         placement: Placement | None = None
         if options.load or options.require_gpu:
@@ -317,7 +315,7 @@ class _Ensurer:
         if required is not None and not required.contains(version, prereleases=True):
             raise ServerTooOld(
                 f"server version {version} does not satisfy {required}",
-                hint="upgrade Ollama (https://ollama.com/download); newer models need newer servers",
+                hint="upgrade Ollama (https://ollama.com/download): new models need new servers",
             )
 
     def _pull(self, name: ModelName, options: _Options) -> Any:
@@ -329,6 +327,7 @@ class _Ensurer:
             name.full,
             policy=options.policy,
             insecure=options.insecure,
+            digest=options.digest,
             stall_timeout=options.stall_timeout,
             deadline=self.deadline,
             reporter=make_reporter(options.progress, label=name.display),
@@ -370,7 +369,7 @@ class _Ensurer:
     def _placement(self, name: ModelName) -> Placement | None:
         for running in self.client.ps():
             if name.matches(running.name) or name.matches(running.model):
-                return Placement.of(running.size, running.size_vram)
+                return Placement.of(running)
         return None
 
 
@@ -426,7 +425,15 @@ def ensure_model(
         wait=wait,
     )
     names = _model_names(model, settings, single=True)
-    options = _options(settings, progress, min_server_version, digest, modelfile, gguf, nvml)
+    options = _options(
+        settings,
+        progress=progress,
+        min_server_version=min_server_version,
+        digest=digest,
+        modelfile=modelfile,
+        gguf=gguf,
+        nvml=nvml,
+    )
     with _session_scope(session) as http:
         ensurer = _ensurer(settings, http, clock, deadline, wait)
         ensurer.phases.model = ModelName.parse(names[0]).display
@@ -459,12 +466,12 @@ def ensure_models(
     names = _model_names(models, settings, single=False)
     opts = _options(
         settings,
-        options.get("progress"),
-        options.get("min_server_version"),
-        options.get("digest"),
-        options.get("modelfile"),
-        options.get("gguf"),
-        options.get("nvml"),
+        progress=options.get("progress"),
+        min_server_version=options.get("min_server_version"),
+        digest=options.get("digest"),
+        modelfile=options.get("modelfile"),
+        gguf=options.get("gguf"),
+        nvml=options.get("nvml"),
     )
     with _session_scope(session) as http:
         ensurer = _ensurer(settings, http, clock, deadline, wait)
@@ -570,7 +577,9 @@ _SETTINGS_FIELDS = frozenset(
 )
 
 
-def _model_names(model: str | Sequence[str] | None, settings: Settings, *, single: bool) -> list[str]:
+def _model_names(
+    model: str | Sequence[str] | None, settings: Settings, *, single: bool
+) -> list[str]:
     if model is None:
         names = list(settings.models)
         if not names:
@@ -596,6 +605,7 @@ def _model_names(model: str | Sequence[str] | None, settings: Settings, *, singl
 
 def _options(
     settings: Settings,
+    *,
     progress: Any,
     min_server_version: str | SpecifierSet | None,
     digest: str | None,
@@ -620,7 +630,8 @@ def _options(
         digest=digest,
         modelfile=modelfile,
         gguf=gguf,
-        progress=progress if progress is not None and not isinstance(progress, str)
+        progress=progress
+        if progress is not None and not isinstance(progress, str)
         else settings.progress,
         nvml=nvml,
     )
@@ -686,11 +697,15 @@ def _run_all(
     return outcomes
 
 
-def _collect(outcomes: Mapping[str, EnsureResult | BaseException], what: str) -> tuple[EnsureResult, ...]:
+def _collect(
+    outcomes: Mapping[str, EnsureResult | BaseException], what: str
+) -> tuple[EnsureResult, ...]:
     failed = {k: v for k, v in outcomes.items() if isinstance(v, BaseException)}
     done = tuple(v for v in outcomes.values() if isinstance(v, EnsureResult))
     if failed:
-        raise AggregateError(f"{len(failed)} of {len(outcomes)} {what} failed", failed, results=done)
+        raise AggregateError(
+            f"{len(failed)} of {len(outcomes)} {what} failed", failed, results=done
+        )
     return done
 
 
@@ -720,4 +735,3 @@ def _gpu_hint(nvml: Any, placement: Placement) -> str:
         f"no NVIDIA GPU visible on this machine ({report.reason}); {placed}: "
         "start Ollama on a GPU host with GPU access, or drop require_gpu"
     )
-
