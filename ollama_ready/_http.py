@@ -105,6 +105,8 @@ class Exchange:
     connect_timeout: float
     read_timeout: float
     model: str | None = None
+    sent_host: str | None = None
+    """The ``Host`` header when the caller set one instead of the URL's."""
 
     @property
     def what(self) -> str:
@@ -114,7 +116,7 @@ class Exchange:
     @property
     def host_header(self) -> str:
         """The ``Host`` header the request carried."""
-        return urlsplit(self.host).netloc
+        return self.sent_host or urlsplit(self.host).netloc
 
     def context(self) -> dict[str, Any]:
         """Keyword arguments that every error of this exchange carries."""

@@ -43,7 +43,6 @@ from ollama_ready.clock import SYSTEM_CLOCK, Clock
 from ollama_ready.config import is_loopback_url, parse_host
 from ollama_ready.errors import (
     ConfigError,
-    InvalidHost,
     OllamaReadyError,
     ProtocolError,
     ResponseError,
@@ -175,10 +174,13 @@ class OllamaClient:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         clock: Clock | None = None,
     ) -> None:
-        self._base_url = _base_url(base_url)
+        self._base_url = parse_host(base_url)
         self.host_source = host_source
         self._timeout = _timeouts(timeout)
         self._headers = {"User-Agent": f"ollama-ready/{__version__}", **dict(headers or {})}
+        self._sent_host = next(
+            (value for name, value in self._headers.items() if name.lower() == "host"), None
+        )
         self._verify = verify
         loopback = is_loopback_url(self._base_url)
         self._bypass_proxy = loopback if bypass_proxy is None else bypass_proxy
@@ -460,7 +462,9 @@ class OllamaClient:
         accept: str = _JSON,
     ) -> tuple[requests.Response, Exchange]:
         connect, read = self._timeout if timeout is None else _timeouts(timeout)
-        ex = Exchange(self._base_url, self.host_source, method, path, connect, read, model)
+        ex = Exchange(
+            self._base_url, self.host_source, method, path, connect, read, model, self._sent_host
+        )
         headers = {
             **self._headers,
             "Accept": accept,
@@ -733,18 +737,6 @@ def _bare_digest(digest: str) -> str:
 
 
 # --- checks on the caller's input ------------------------------------------------------------
-
-
-def _base_url(value: str) -> str:
-    url = parse_host(value)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidHost(
-            f"invalid Ollama host {value!r}: the client speaks http:// or https:// to a named "
-            f"host, and this gives {url!r}",
-            host=value,
-        )
-    return url
 
 
 def _timeouts(value: Timeout) -> tuple[float, float]:
