@@ -188,6 +188,19 @@ class GpuReport:
         count = len(self.devices)
         return f"{count} GPU{'s' if count > 1 else ''}: {names}"
 
+    def describe(self) -> str:
+        """Return human lines: the summary, each device, the driver, then warnings and notes."""
+        lines = [self.summary()]
+        lines += [f"  {gpu.describe()}" for gpu in self.all_devices]
+        driver = [self.driver_version] if self.driver_version else []
+        if self.cuda_driver_version is not None:
+            driver.append("CUDA {}.{}".format(*self.cuda_driver_version))
+        if driver:
+            lines.append(f"  driver {', '.join(driver)}")
+        lines += [f"  warning: {warning}" for warning in self.warnings]
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready mapping of the whole report."""
         return {
