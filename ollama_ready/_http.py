@@ -596,13 +596,17 @@ def read_all(
     return bytes(body)
 
 
-def read_prefix(pieces: Iterable[bytes], limit: int) -> bytes:
-    """Read at most ``limit`` bytes of a body (for error messages); ignore read failures."""
+def read_prefix(pieces: Iterable[bytes], limit: int, *, budget: float, clock: Clock) -> bytes:
+    """Read what arrives of a body's first ``limit`` bytes within ``budget`` seconds.
+
+    For error messages: a failure or the end of the budget ends the reading, never the call.
+    """
+    end = clock.monotonic() + budget
     body = bytearray()
     try:
         for piece in pieces:
             body += piece
-            if len(body) >= limit:
+            if len(body) >= limit or clock.monotonic() > end:
                 break
     except OllamaReadyError:
         pass

@@ -519,13 +519,11 @@ class OllamaClient:
             status = response.status_code
             if absent_on_404 and status == 404:
                 return status, b"", ex
-            if not 200 <= status < 300:
-                raise self._status_error(response, ex, missing_model=missing_model)
-            pieces = decoded_pieces(response.raw, _codings(response, ex), ex)
+            pieces = self._success_body(response, ex, missing_model=missing_model)
             payload = read_all(
                 pieces, ex, limit=self._max_body, budget=ex.read_timeout, clock=self._clock
             )
-            if looks_like_html(response.headers.get("Content-Type", ""), payload):
+            if looks_like_html("", payload):
                 raise not_ollama(ex, status, payload)
             return status, payload, ex
 
@@ -544,12 +542,25 @@ class OllamaClient:
         )
         return _Answer(decode_json(payload, ex), ex)
 
+    def _success_body(
+        self, response: requests.Response, ex: Exchange, *, missing_model: bool
+    ) -> Iterator[bytes]:
+        """Return the decoded body of a success; raise what an error status or HTML means."""
+        if not 200 <= response.status_code < 300:
+            raise self._status_error(response, ex, missing_model=missing_model)
+        pieces = decoded_pieces(response.raw, _codings(response, ex), ex)
+        if "html" in response.headers.get("Content-Type", "").lower():
+            raise not_ollama(ex, response.status_code, self._prefix(pieces, ex))
+        return pieces
+
+    def _prefix(self, pieces: Iterator[bytes], ex: Exchange) -> bytes:
+        return read_prefix(pieces, ERROR_BODY_BYTES, budget=ex.read_timeout, clock=self._clock)
+
     def _status_error(
         self, response: requests.Response, ex: Exchange, *, missing_model: bool
     ) -> OllamaReadyError:
         try:
-            pieces = decoded_pieces(response.raw, _codings(response, ex), ex)
-            payload = read_prefix(pieces, ERROR_BODY_BYTES)
+            payload = self._prefix(decoded_pieces(response.raw, _codings(response, ex), ex), ex)
         except ProtocolError:
             payload = b""
         content_type = response.headers.get("Content-Type", "")
@@ -564,11 +575,7 @@ class OllamaClient:
             "POST", path, timeout=timeout, model=model, body=body, accept=_NDJSON
         )
         with response:
-            if not 200 <= response.status_code < 300:
-                raise self._status_error(response, ex, missing_model=False)
-            pieces = decoded_pieces(response.raw, _codings(response, ex), ex)
-            if "html" in response.headers.get("Content-Type", "").lower():
-                raise not_ollama(ex, response.status_code, read_prefix(pieces, ERROR_BODY_BYTES))
+            pieces = self._success_body(response, ex, missing_model=False)
             for line in ndjson_lines(pieces, ex, max_line=self._max_line):
                 yield _event(line, ex)
 

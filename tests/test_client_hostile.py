@@ -300,6 +300,25 @@ def test_an_html_page_with_status_200_and_no_type_is_recognised(fake: FakeOllama
         _client(fake.url).list_models()
 
 
+def test_a_large_html_page_is_recognised_by_its_type_before_the_size_cap(
+    fake: FakeOllama,
+) -> None:
+    page = _PROXY_PAGE + b"<!-- padding -->" * 1000
+    fake.respond_with("GET", "/api/tags", body=page, headers={"Content-Type": "text/html"})
+    with pytest.raises(ProtocolError, match="instead of Ollama"):
+        _client(fake.url, max_body_bytes=1000).list_models()
+
+
+def test_an_error_body_that_trickles_in_is_cut_at_the_read_timeout(fake: FakeOllama) -> None:
+    body = b'{"error":"' + b"x" * 500 + b'"}'
+    fake.respond_with("GET", "/api/ps", status=500, body=body, chunk_size=1, delay=0.02)
+    started = time.monotonic()
+    with pytest.raises(ResponseError) as info:
+        _client(fake.url, timeout=(2.0, 0.3)).ps()
+    assert info.value.status == 500
+    assert time.monotonic() - started < 2
+
+
 def test_an_html_page_instead_of_a_stream_says_a_proxy_answered(fake: FakeOllama) -> None:
     fake.respond_with("POST", "/api/pull", body=_PROXY_PAGE, headers={"Content-Type": "text/html"})
     with pytest.raises(ProtocolError, match="instead of Ollama"):
