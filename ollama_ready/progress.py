@@ -235,14 +235,19 @@ class _State:
     downloaded: int = 0
     attempt: int = 1
     message: str | None = None
+    # A layer whose one line so far said "complete": a cache hit, unless a second line follows.
+    complete_on_sight: str | None = None
 
 
 class ProgressAggregator:
     """Fold the events of one pull (across its attempts) into :class:`ProgressSnapshot` values.
 
-    Byte accounting: the first report of a layer counts as already present (``cached``); growth
-    after that counts as ``downloaded``, also across retries. Numbers a confused server sends
-    (negative, NaN, ``completed > total``) are clamped, never trusted and never fatal.
+    Byte accounting: the first report of a layer counts as already present (``cached``: a cache
+    hit, or partial data the server resumes from); growth after that counts as ``downloaded``, also
+    across retries. A cache hit is one line saying "complete"; a small blob that is complete on
+    its first line but keeps being reported was downloaded, and is counted so once that is seen.
+    Numbers a confused server sends (negative, NaN, ``completed > total``) are clamped, never
+    trusted and never fatal.
     """
 
     def __init__(self, model: str, *, clock: Clock | None = None) -> None:
@@ -263,6 +268,9 @@ class ProgressAggregator:
         state = self._state
         state.status = event.status
         state.message = None
+        fresh, state.complete_on_sight = state.complete_on_sight, None
+        if fresh is not None and fresh == event.digest:
+            self._downloaded_after_all(fresh)
         if event.digest:
             self._apply_layer(event.digest, _clean(event.total), _clean(event.completed))
             state.phase = "downloading"
@@ -316,6 +324,8 @@ class ProgressAggregator:
         previous = state.layers.get(digest)
         if previous is None:
             layer = LayerProgress(digest=digest, total=total, completed=done, cached=done)
+            if total is not None and done == total:
+                state.complete_on_sight = digest
         else:
             if done > previous.completed:
                 state.downloaded += done - previous.completed
@@ -327,6 +337,14 @@ class ProgressAggregator:
             )
         state.layers[digest] = layer
         state.current = digest
+
+    def _downloaded_after_all(self, digest: str) -> None:
+        state = self._state
+        layer = state.layers[digest]
+        state.downloaded += layer.cached
+        state.layers[digest] = LayerProgress(
+            digest=digest, total=layer.total, completed=layer.completed, cached=0
+        )
 
     def _publish(self, now: float) -> ProgressSnapshot:
         self._last = self._build(now)

@@ -106,6 +106,16 @@ def test_cache_hits_and_resumed_data_count_as_cached_growth_as_downloaded() -> N
     assert snapshot.layer.done
 
 
+def test_a_small_blob_complete_on_its_first_line_but_repeated_was_downloaded() -> None:
+    aggregator = ProgressAggregator("m", clock=FakeClock())
+    aggregator.update(blob(SMALL, 13, 13))
+    aggregator.update(blob(SMALL, 13, 13))  # a real server repeats a fresh blob for ~1 s
+    snapshot = aggregator.update(blob(BIG, 100, 100))  # one line: a cache hit
+    assert snapshot.downloaded == 13
+    assert snapshot.cached == 100
+    assert [layer.cached for layer in snapshot.layers] == [0, 100]
+
+
 def test_bytes_lost_in_a_retry_are_downloaded_again_and_counted_once_each() -> None:
     aggregator = ProgressAggregator("m", clock=FakeClock())
     aggregator.update(blob(BIG, 1000, 0))
