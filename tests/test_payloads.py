@@ -86,6 +86,9 @@ class FailingCopy:
     def heal(self) -> None:
         self.marker = None
 
+    def before_failing(self) -> None:
+        """Run just before the injected error is raised."""
+
     def __call__(self, source: BinaryIO, destination: BinaryIO) -> None:
         if self.marker is not None:
             head = source.read(len(self.marker))
@@ -93,6 +96,7 @@ class FailingCopy:
             if head == self.marker:
                 destination.write(source.read(1000))
                 destination.flush()
+                self.before_failing()
                 raise self.error
         while chunk := source.read(1 << 16):
             destination.write(chunk)
@@ -567,6 +571,30 @@ def test_failure_in_a_shared_dir_keeps_files_it_did_not_write(tree: Path, tmp_pa
         Path("cpu/ollama_llama_server"),
     ]
     assert payloads.runners_dir is None
+
+
+def test_failure_keeps_a_file_another_process_replaced_meanwhile(
+    tree: Path, tmp_path: Path
+) -> None:
+    shared = tmp_path / "cache"
+    replaced = shared / "cpu" / "ollama_llama_server"
+
+    class ReplaceThenFail(FailingCopy):
+        def before_failing(self) -> None:
+            # Another process finishes its own copy of a file this one already wrote.
+            other = replaced.with_name("other-process.tmp")
+            other.write_bytes(b"theirs")
+            os.replace(other, replaced)
+
+    copy = ReplaceThenFail(b"cuda_v12\n", OSError(errno.EIO, "Input/output error"))
+    # One worker extracts in sorted order, so cuda_v12/ollama_llama_server comes last.
+    payloads = RunnerPayloads(tree, runners_dir=shared, copy_stream=copy, max_workers=1)
+    with pytest.raises(PayloadError):
+        payloads.refresh()
+    assert replaced.read_bytes() == b"theirs"
+    assert [p.relative_to(shared) for p in shared.rglob("*") if p.is_file()] == [
+        Path("cpu/ollama_llama_server")
+    ]
 
 
 @pytest.mark.parametrize("mode", [0o770, 0o707, 0o777])
