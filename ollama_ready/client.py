@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -66,7 +66,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Timeout = float | tuple[float, float]
+Timeout: TypeAlias = float | tuple[float, float]
 """Seconds for both the connect and each read, or ``(connect, read)``."""
 
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
@@ -774,17 +774,19 @@ def _check_name(name: str) -> None:
     ModelName.parse(name)
 
 
-def _digest(digest: str) -> str:
+def _digest(digest: str, what: str = "digest") -> str:
     match = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
     if match is None:
-        raise ConfigError(f"{digest!r} is not a blob digest; expected 'sha256:' and 64 hex digits")
+        raise ConfigError(
+            f"{what} {digest!r} is not a blob digest; expected 'sha256:' and 64 hex digits"
+        )
     return f"sha256:{match.group(1).lower()}"
 
 
 def _blob_map(files: Mapping[str, str] | None, what: str) -> dict[str, str] | None:
     if files is None:
         return None
-    return {str(name): _digest(digest) for name, digest in files.items()}
+    return {str(name): _digest(digest, f"{what}[{name!r}]") for name, digest in files.items()}
 
 
 def validate_keep_alive(value: str | float) -> str | float:
