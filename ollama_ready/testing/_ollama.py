@@ -169,7 +169,7 @@ class _PullPlan:
         return self.faults[0][0] if self.faults else None
 
     def due(self, reported: int, kinds: frozenset[str] = _ALL_FAULTS) -> list[StreamFault]:
-        due = [(t, f) for t, f in self.faults if reported >= t and f.kind in kinds]
+        due = [pair for pair in self.faults if reported >= pair[0] and pair[1].kind in kinds]
         self.faults = [pair for pair in self.faults if all(pair is not d for d in due)]
         return [fault for _, fault in due]
 
