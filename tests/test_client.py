@@ -311,6 +311,27 @@ def test_an_invalid_model_name_fails_before_any_request(
     assert server.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda url: OllamaClient(url, headers={"X-Bad": "a\r\nInjected: 1"}).version(),
+            "in header value",
+        ),
+        (
+            lambda url: list(OllamaClient(url).create("m", from_="x", parameters={"t": math.nan})),
+            "not JSON compliant",
+        ),
+    ],
+)
+def test_a_request_that_cannot_be_built_is_a_config_error(
+    server: FakeOllama, build: Any, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build(server.url)
+    assert server.count() == 0
+
+
 # --- pull --------------------------------------------------------------------------------------
 
 
