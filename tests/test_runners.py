@@ -383,3 +383,27 @@ def test_locate_defaults_to_the_current_dir(
     expected = _runners_at(tmp_path)
     monkeypatch.chdir(tmp_path)
     assert locate_runners(tmp_path / "no-exe", platform=LINUX) == expected
+
+
+def test_gpu_info_from_detection_is_accepted() -> None:
+    from ollama_ready.gpu import GpuInfo
+
+    def info(library: str, variant: str) -> GpuInfo:
+        gib = 1 << 30
+        return GpuInfo(
+            library=library,
+            index=0,
+            uuid="GPU-0",
+            name="test",
+            total_memory=80 * gib,
+            free_memory=79 * gib,
+            used_memory=gib,
+            variant=variant,
+        )
+
+    cuda = runners_for_gpu(info("cuda", "v12"), ERA_B, cpu="avx2", platform=LINUX, environ={})
+    assert cuda.runners == ("cuda_v12", "cuda_v11", "cpu_avx2")
+    rocm = runners_for_gpu(info("rocm", ""), ERA_B, cpu="avx2", platform=LINUX, environ={})
+    assert rocm.runners == ("rocm", "cpu_avx2")
+    metal = runners_for_gpu(info("metal", ""), ("metal",), cpu="none", platform=APPLE, environ={})
+    assert metal.runners == ("metal",)
