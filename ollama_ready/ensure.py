@@ -240,14 +240,14 @@ class _Ensurer:
                 downloaded = int(pull.bytes_downloaded)
                 digest = pull.digest
                 size = pull.size
-        with phases.run("verify"):
-            if pulled or created:
+        if pulled or created or digest is None:
+            with phases.run("verify"):
                 self.client.show(name.full, timeout=self._request_timeout())
-            listed = self._listed(name)
-            if listed is None:
-                warnings.append(f"{name.display} answers /api/show but is missing from /api/tags")
-            else:
-                digest, size = listed.digest, listed.size
+                listed = self._listed(name)
+                if listed is None:
+                    warnings.append(f"{name.display} answers /api/show but is not in /api/tags")
+                else:
+                    digest, size = listed.digest, listed.size
             if options.digest and digest and not _same_digest(options.digest, digest):
                 raise DigestMismatch(
                     f"{name.display} has manifest digest {digest[:12]}, expected {options.digest}",
@@ -595,7 +595,7 @@ def _model_names(
             raise ConfigError("no models given")
     if single and len(names) > 1:
         raise ConfigError(
-            f"OLLAMA_READY_MODELS names {len(names)} models; ensure_model takes one",
+            f"OLLAMA_READY_MODELS names {len(names)} models; use ensure_models() for several",
             hint="call ensure_models() to ensure them all",
         )
     for name in names:
