@@ -18,6 +18,7 @@ same, and is stricter than Ollama where Ollama could leave a broken dir behind:
 from __future__ import annotations
 
 import errno
+import functools
 import gzip
 import logging
 import os
@@ -422,7 +423,7 @@ class RunnerPayloads:
         environ: Supplies ``OLLAMA_TMPDIR``; None means ``os.environ``.
         max_workers: Extraction threads; None means one per CPU (at least 4).
         locate: Finds the runners dir when there are no payloads; None means
-            :func:`~ollama_ready.runners.locate_runners` with its defaults.
+            :func:`~ollama_ready.runners.locate_runners` (``ollama`` on ``environ``'s ``PATH``).
         copy_stream: Copies a decompressed payload into its destination file; a seam for
             instrumentation and tests.
     """
@@ -444,7 +445,7 @@ class RunnerPayloads:
         self._shared_dir = None if runners_dir is None else Path(runners_dir)
         self._platform = platform
         self._max_workers = max_workers or max(4, os.cpu_count() or 1)
-        self._locate = locate or locate_runners
+        self._locate = locate or functools.partial(locate_runners, environ=environ)
         self._copy = copy_stream or _copy_stream
         self._lock = threading.Lock()
         self._plan: tuple[_Payload, ...] | None = None

@@ -441,6 +441,17 @@ def test_a_missing_payload_dir_has_no_payloads(tmp_path: Path, tmp_root: Path) -
     assert payloads.refresh() == tmp_path
 
 
+def test_default_locate_finds_ollama_on_the_given_path(tmp_path: Path, tmp_root: Path) -> None:
+    exe = tmp_path / "inst" / "bin" / "ollama"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    runners = tmp_path / "inst" / "lib" / "ollama" / "runners"
+    runners.mkdir(parents=True)
+    environ = {"PATH": str(exe.parent), "OLLAMA_TMPDIR": str(tmp_root)}
+    assert RunnerPayloads(tmp_path / "no-payloads", environ=environ).refresh() == runners
+
+
 # --------------------------------------------------------------------------- cleanup
 
 
