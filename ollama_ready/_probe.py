@@ -132,7 +132,9 @@ class ProbeFailure:
             }.get(error.kind, FailureKind.CONNECTION)
             return cls(kind, detail)
         if isinstance(error, ResponseError):
-            return cls(FailureKind.HTTP_STATUS, f"HTTP {error.status}: {detail}", error.status)
+            if f"HTTP {error.status}" not in detail:
+                detail = f"HTTP {error.status}: {detail}"
+            return cls(FailureKind.HTTP_STATUS, detail, error.status)
         if isinstance(error, ModelNotPresent):
             return cls(FailureKind.MODEL_MISSING, detail)
         return cls(FailureKind.PROTOCOL, detail)

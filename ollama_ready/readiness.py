@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 
     from ollama_ready._serve import Serve, ServerHandle
-    from ollama_ready._spec import strategy_from_spec
+    from ollama_ready._spec import strategy_from_spec, strategy_names
     from ollama_ready.client import OllamaClient
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "Sleep",
     "Strategy",
     "strategy_from_spec",
+    "strategy_names",
     "wait_until_ready",
 ]
 
@@ -73,6 +74,7 @@ _LAZY: dict[str, str] = {
     "Serve": "_serve",
     "ServerHandle": "_serve",
     "strategy_from_spec": "_spec",
+    "strategy_names": "_spec",
 }
 
 Schedule = Literal["constant", "expo", "fibo"]
