@@ -347,10 +347,11 @@ class Healthcheck(_Chainable):
 
     ``level`` is what a check verifies (see :class:`ReadyLevel`). ``version`` is a requirement
     such as ``>=0.11`` (a bare version means ``>=``); ``model`` is required from
-    ``MODEL_PRESENT`` up. Without ``level``, the level follows from what is given.
+    ``MODEL_PRESENT`` up. ``level`` may be a name (``"gpu"``, see :meth:`ReadyLevel.parse`);
+    without it, the level follows from what is given.
     """
 
-    level: ReadyLevel | None = None
+    level: ReadyLevel | str | None = None
     version: str | None = None
     model: str | None = None
     interval: float = HEALTH_INTERVAL
@@ -378,7 +379,7 @@ class Healthcheck(_Chainable):
             implied = ReadyLevel.MODEL_PRESENT
         elif self.version is not None:
             implied = ReadyLevel.VERSION
-        return implied if self.level is None else max(self.level, implied)
+        return implied if self.level is None else max(ReadyLevel.parse(self.level), implied)
 
     def _target(self) -> Target:
         level = self.effective_level

@@ -6,6 +6,7 @@ import itertools
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -72,6 +73,8 @@ class SimServer:
     errors: list[OllamaReadyError] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     base_url: str = HOST
+    on_request: Callable[[], None] | None = None
+    """Called as each request arrives, before it is answered: a test changes the world here."""
 
     def __post_init__(self) -> None:
         start = self.clock.monotonic()
@@ -84,6 +87,8 @@ class SimServer:
 
     def _arrive(self, name: str, timeout: Timeout | None, **request: str) -> None:
         assert isinstance(timeout, tuple), "strategies always pass (connect, read)"
+        if self.on_request is not None:
+            self.on_request()
         now = self.clock.monotonic()
         self.calls.append(Call(name, now, timeout, **request))
         if now < self.refused_until:
@@ -449,16 +454,13 @@ def test_after_a_success_failures_in_the_start_period_count(clock: FakeClock) ->
         interval=5, start_period=100, start_interval=1, retries=2, success_threshold=2
     )
 
-    # succeed once, then refuse forever
-    original = server._arrive
     count = itertools.count()
 
-    def arrive(name: str, timeout: Timeout | None, **request: str) -> None:
+    def succeed_once_then_refuse() -> None:
         if next(count) > 0:
             server.refused_until = math.inf
-        original(name, timeout, **request)
 
-    server._arrive = arrive  # type: ignore[method-assign]
+    server.on_request = succeed_once_then_refuse
     with pytest.raises(NotReadyError, match="2 consecutive"):
         check(server.client, Deadline(600, clock=clock))
     # after the first success the interval is the normal one and failures count
@@ -470,15 +472,12 @@ def test_success_threshold_needs_consecutive_successes(clock: FakeClock) -> None
     server = SimServer(clock)
     outcomes = iter([None, busy, None, None, None])
 
-    original = server._arrive
-
-    def arrive(name: str, timeout: Timeout | None, **request: str) -> None:
+    def next_outcome() -> None:
         error = next(outcomes)
         if error is not None:
             server.errors.append(error)
-        original(name, timeout, **request)
 
-    server._arrive = arrive  # type: ignore[method-assign]
+    server.on_request = next_outcome
     report = Healthcheck(interval=1, retries=5, success_threshold=3)(
         server.client, Deadline(60, clock=clock)
     )
@@ -543,14 +542,12 @@ def test_version_requirements(clock: FakeClock, version: str, requirement: str, 
 
 def test_model_present_waits_for_the_model(clock: FakeClock) -> None:
     server = SimServer(clock)
-    original = server._arrive
 
-    def arrive(name: str, timeout: Timeout | None, **request: str) -> None:
-        if clock.monotonic() >= 1003:  # someone else finished pulling it
+    def pulled_by_someone_else_at_3_s() -> None:
+        if clock.monotonic() >= 1003:
             server.models.add("llama3.2:1b")
-        original(name, timeout, **request)
 
-    server._arrive = arrive  # type: ignore[method-assign]
+    server.on_request = pulled_by_someone_else_at_3_s
     check = Healthcheck(model="llama3.2:1b", interval=1, retries=5)
     report = check(server.client, Deadline(60, clock=clock))
     assert check.effective_level is ReadyLevel.MODEL_PRESENT
@@ -583,7 +580,7 @@ def test_model_loaded_level(clock: FakeClock) -> None:
 
 def test_model_loaded_level_tells_missing_from_not_loaded(clock: FakeClock) -> None:
     server = SimServer(clock)
-    check = Healthcheck(level="loaded", model="llama3.2:1b", interval=1, retries=1)  # type: ignore[arg-type]
+    check = Healthcheck(level="loaded", model="llama3.2:1b", interval=1, retries=1)
     with pytest.raises(NotReadyError, match="model missing"):
         check(server.client, Deadline(60, clock=clock))
 
@@ -634,7 +631,7 @@ def test_the_level_follows_from_what_is_given() -> None:
     assert (
         Healthcheck(level=ReadyLevel.SERVER, version="0.11").effective_level is ReadyLevel.VERSION
     )
-    assert Healthcheck(level="gpu", model="m").effective_level is ReadyLevel.MODEL_ON_GPU  # type: ignore[arg-type]
+    assert Healthcheck(level="gpu", model="m").effective_level is ReadyLevel.MODEL_ON_GPU
 
 
 # --- Sequence: one deadline for all steps ----------------------------------------------------
@@ -785,3 +782,22 @@ def test_wait_until_ready_passes_one_deadline_to_a_function() -> None:
     report = wait_until_ready("localhost:9", strategy=check, timeout=42, clock=clock)
     assert seen == [42]
     assert report.host == "http://localhost:9"
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (OllamaConnectionError("refused", kind="refused"), FailureKind.REFUSED),
+        (OllamaConnectionError("read timed out", kind="timeout"), FailureKind.NO_ANSWER),
+        (OllamaConnectionError("reset by peer", kind="reset"), FailureKind.CONNECTION),
+        (OllamaConnectionError("no such host", kind="dns"), FailureKind.CONNECTION),
+        (ServerBusy("busy", status=503), FailureKind.HTTP_STATUS),
+        (ProtocolError("an HTML page"), FailureKind.PROTOCOL),
+        (ModelNotPresent("model 'x' not found"), FailureKind.MODEL_MISSING),
+    ],
+)
+def test_failures_are_classified_by_kind(error: OllamaReadyError, kind: FailureKind) -> None:
+    failure = ProbeFailure.from_error(error)
+    assert failure.kind is kind
+    assert str(failure).startswith(f"{kind.value}: ")
+    assert error.message in failure.detail
