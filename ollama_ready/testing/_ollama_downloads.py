@@ -121,7 +121,7 @@ class DownloadManager:
         """Return ``(completed, done)`` for a download, advancing its simulated progress."""
         with self._lock:
             now = self._clock()
-            self._advance(download, now)
+            self._advance(download, now, polling=True)
             completed = int(download._completed)
             done = (
                 completed >= download.total
@@ -183,14 +183,19 @@ class DownloadManager:
         with self._lock:
             self._partials.pop(digest, None)
 
-    def _advance(self, download: Download, now: float) -> None:
+    def _advance(self, download: Download, now: float, *, polling: bool = False) -> None:
+        """Fold the progress made since the last fold into ``_completed``.
+
+        At unlimited bandwidth a blob completes when it is polled (on a tick), never as a
+        side effect of another operation such as setting a cap.
+        """
         start = max(download._folded_at, download.frozen_until)
         if now > start and download.waiters > 0:
             limit = float(
                 download.total if download.cap is None else min(download.cap, download.total)
             )
             if self._bandwidth is None:
-                target = limit
+                target = limit if polling else download._completed
             else:
                 target = min(limit, download._completed + self._bandwidth * (now - start))
             download._completed = max(download._completed, target)

@@ -291,8 +291,8 @@ class HandlerBase(BaseHTTPRequestHandler):
 
     def __init__(self, request: socket.socket, client_address: tuple[str, int], listener: Listener):
         self.listener = listener
-        self._streaming = False
         self._was_reset = False
+        self._body_read = False
         super().__init__(request, client_address, None)  # type: ignore[arg-type]
 
     # -- logging and headers ----------------------------------------------------------------
@@ -300,6 +300,11 @@ class HandlerBase(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         """Log through :mod:`logging` at debug level instead of writing to stderr."""
         _log.debug("FakeOllama %s: " + format, self.address_string(), *args)
+
+    def parse_request(self) -> bool:
+        """Parse the request line and headers; a new request has an unread body."""
+        self._body_read = False
+        return super().parse_request()
 
     def send_response(self, code: int, message: str | None = None) -> None:
         """Send the status line and a Date header; Ollama (Go) sends no Server header."""
@@ -310,7 +315,10 @@ class HandlerBase(BaseHTTPRequestHandler):
     # -- request bodies -----------------------------------------------------------------------
 
     def body_chunks(self) -> Iterator[bytes]:
-        """Yield the request body piece by piece (Content-Length or chunked)."""
+        """Yield the request body piece by piece (Content-Length or chunked), once."""
+        if self._body_read:
+            return
+        self._body_read = True
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             yield from self._chunked_body()
             return
@@ -393,7 +401,6 @@ class HandlerBase(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self._streaming = True
 
     def write_chunk(self, data: bytes) -> None:
         """Send one chunk of a stream; raise :class:`ConnectionGone` if the client left."""
@@ -402,7 +409,6 @@ class HandlerBase(BaseHTTPRequestHandler):
     def end_stream(self) -> None:
         """Send the terminating zero-length chunk."""
         self._write(b"0\r\n\r\n")
-        self._streaming = False
 
     def reset_connection(self) -> None:
         """Abort the connection with a TCP RST (SO_LINGER 0, then close)."""
