@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -120,6 +120,10 @@ class ProbeFailure:
 
     def __str__(self) -> str:
         return f"{self.kind.value}: {self.detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict: ``kind`` (its name in lower case), ``detail``, ``status``."""
+        return {"kind": self.kind.name.lower(), "detail": self.detail, "status": self.status}
 
     @classmethod
     def from_error(cls, error: OllamaReadyError) -> ProbeFailure:

@@ -23,7 +23,7 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
 
@@ -40,7 +40,14 @@ from ollama_ready._probe import (
     probe,
 )
 from ollama_ready.clock import Clock, Deadline
-from ollama_ready.errors import NotReadyError
+from ollama_ready.errors import (
+    ConfigError,
+    ModelNotPresent,
+    NotReadyError,
+    OllamaReadyError,
+    PlacementError,
+    ServerTooOld,
+)
 from ollama_ready.names import ModelName
 
 if TYPE_CHECKING:
@@ -63,6 +70,7 @@ __all__ = [
     "ServerHandle",
     "Sleep",
     "Strategy",
+    "check",
     "strategy_from_spec",
     "strategy_names",
     "wait_until_ready",
@@ -91,6 +99,7 @@ POLL_MAX_INTERVAL = 2.0
 PROBE_CONNECT_TIMEOUT = 2.0
 PROBE_READ_TIMEOUT = 30.0
 SLEEP_PROBE_TIMEOUT = 5.0
+CHECK_TIMEOUT = 10.0
 
 # Docker's HEALTHCHECK defaults.
 HEALTH_INTERVAL = 30.0
@@ -144,6 +153,27 @@ class ReadyReport:
     last_failure: ProbeFailure | None = None
     strategy: str = ""
     server: ServerHandle | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict of the report (levels and failure kinds by lower-case name)."""
+        server = None
+        if self.server is not None:
+            log_file = self.server.log_file
+            server = {
+                "started": self.server.started,
+                "pid": self.server.pid,
+                "log_file": None if log_file is None else str(log_file),
+            }
+        return {
+            "host": self.host,
+            "level": None if self.level is None else self.level.name.lower(),
+            "version": self.version,
+            "attempts": self.attempts,
+            "waited": self.waited,
+            "last_failure": None if self.last_failure is None else self.last_failure.to_dict(),
+            "strategy": self.strategy,
+            "server": server,
+        }
 
     def describe(self) -> str:
         """Return one line for humans: what was reached, where, and how long it took."""
@@ -502,6 +532,7 @@ def wait_until_ready(
     strategy: Strategy | str | None = None,
     timeout: float | None = None,
     clock: Clock | None = None,
+    deadline: Deadline | None = None,
 ) -> ReadyReport:
     """Wait until the Ollama server at ``host`` is ready and report what was observed.
 
@@ -511,6 +542,8 @@ def wait_until_ready(
             ``OLLAMA_READY_WAIT``, then uses ``Poll()``.
         timeout: The one deadline in seconds; ``None`` reads ``OLLAMA_READY_TIMEOUT``, then 600.
         clock: The clock to wait on (tests pass a ``FakeClock``).
+        deadline: An enclosing deadline (say, a CLI's that a signal cancels); the wait ends
+            with it or after ``timeout``, whichever is first.
 
     Raises:
         NotReadyError: the server was not ready within the deadline.
@@ -528,11 +561,76 @@ def wait_until_ready(
         chosen = strategy_from_spec(settings.wait)
     else:
         chosen = DEFAULT_STRATEGY
-    deadline = Deadline(settings.timeout, clock=clock)
+    own = _own_deadline(deadline, settings.timeout, clock)
     with OllamaClient.from_settings(settings) as client:
-        report = chosen(client, deadline)
+        report = chosen(client, own)
     logger.info("ready: %s", report.describe())
     return report
+
+
+def check(
+    host: str | None = None,
+    *,
+    level: ReadyLevel | str = ReadyLevel.SERVER,
+    models: Iterable[str] = (),
+    min_server_version: str | None = None,
+    timeout: float | None = None,
+    clock: Clock | None = None,
+    deadline: Deadline | None = None,
+) -> ReadyReport:
+    """Probe the server once at ``level`` (for each model) without waiting: a healthcheck.
+
+    Args:
+        host: The server; ``None`` reads ``OLLAMA_HOST``, then the default.
+        level: What must hold, a :class:`ReadyLevel` or its name (``server``, ``version``,
+            ``model``, ``loaded``, ``gpu``).
+        models: The models for the model levels; empty reads ``OLLAMA_READY_MODELS``.
+        min_server_version: A requirement such as ``>=0.11``; ``None`` reads
+            ``OLLAMA_READY_MIN_SERVER_VERSION``. When set, the version is checked at any level.
+        timeout: Seconds the whole check may take (default 10).
+        clock: The clock that times the check.
+        deadline: An enclosing deadline; the check ends with it at the latest.
+
+    Raises:
+        NotReadyError: the server does not answer, or a model is not loaded.
+        ServerTooOld: its version does not satisfy ``min_server_version``.
+        ModelNotPresent: a model is not on the server.
+        PlacementError: a model is loaded but not fully on the GPU.
+        ConfigError: a bad host, level, requirement or model name, or no model for a model level.
+    """
+    from ollama_ready.client import OllamaClient
+    from ollama_ready.config import Settings
+
+    settings = Settings.from_env(
+        host=host, models=tuple(models) or None, min_server_version=min_server_version
+    )
+    targets = _check_targets(level, settings.models, settings.min_server_version)
+    budget = _own_deadline(deadline, CHECK_TIMEOUT if timeout is None else timeout, clock)
+    started = budget.clock.monotonic()
+    version: str | None = None
+    reached: list[ReadyLevel] = []
+    with OllamaClient.from_settings(settings) as client:
+        for target in targets:
+            outcome = _probe_or_raise(
+                client,
+                "check",
+                target,
+                budget,
+                connect=settings.connect_timeout,
+                read=settings.read_timeout,
+            )
+            if isinstance(outcome, ProbeFailure):
+                raise _check_error(client, outcome, target)
+            version = outcome.version or version
+            reached.append(outcome.level)
+    return ReadyReport(
+        host=client.base_url,
+        level=min(reached),
+        version=version,
+        attempts=len(targets),
+        waited=budget.clock.monotonic() - started,
+        strategy="check",
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -660,5 +758,50 @@ def _not_ready(
 
 def _name(strategy: object) -> str:
     # Dataclass strategies have a readable repr; a plain function is best named by its name.
+    if isinstance(strategy, str):
+        return strategy
     name = getattr(strategy, "__qualname__", None)
     return name if isinstance(name, str) else repr(strategy)
+
+
+def _own_deadline(enclosing: Deadline | None, timeout: float, clock: Clock | None) -> Deadline:
+    if enclosing is None:
+        return Deadline(timeout, clock=clock)
+    return enclosing.sub(timeout)
+
+
+def _check_targets(
+    level: ReadyLevel | str, models: tuple[str, ...], requirement: str | None
+) -> list[Target]:
+    try:
+        wanted = ReadyLevel.parse(level)
+        spec = None if requirement is None else parse_version_spec(requirement)
+    except ValueError as exc:
+        raise ConfigError(str(exc), phase="check") from exc
+    if not wanted.needs_model:
+        return [Target(level=wanted, version_spec=spec)]
+    if not models:
+        raise ConfigError(
+            f"level {wanted.name.lower()} needs a model: pass one (--model) or set "
+            "OLLAMA_READY_MODELS",
+            phase="check",
+        )
+    return [
+        Target(level=wanted, version_spec=spec, model=ModelName.parse(name), model_text=name)
+        for name in models
+    ]
+
+
+def _check_error(client: OllamaClient, failure: ProbeFailure, target: Target) -> OllamaReadyError:
+    host = client.base_url
+    model = target.model_text
+    message = f"{host} check at level {target.level.name.lower()} failed: {failure}"
+    hint = _HINTS.get(failure.kind)
+    context: dict[str, Any] = {"host": host, "model": model, "phase": "check", "hint": hint}
+    if failure.kind is FailureKind.WRONG_VERSION:
+        return ServerTooOld(message, **context)
+    if failure.kind is FailureKind.MODEL_MISSING:
+        return ModelNotPresent(message, **context)
+    if failure.kind is FailureKind.MODEL_NOT_ON_GPU:
+        return PlacementError(message, **context)
+    return NotReadyError(message, last_failure=str(failure), **context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import subprocess
 import sys
@@ -801,3 +802,21 @@ def test_failures_are_classified_by_kind(error: OllamaReadyError, kind: FailureK
     assert failure.kind is kind
     assert str(failure).startswith(f"{kind.value}: ")
     assert error.message in failure.detail
+
+
+def test_a_report_serializes_to_json(clock: FakeClock) -> None:
+    server = SimServer(clock, errors=[ServerBusy("busy", status=503, host=HOST)])
+    report = Poll(interval=0.1, jitter=0)(server.client, Deadline(5, clock=clock))
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data == {
+        "host": HOST,
+        "level": "server",
+        "version": None,
+        "attempts": 2,
+        "waited": pytest.approx(0.1 + ANSWER_SECONDS),
+        "last_failure": {"kind": "http_status", "detail": "HTTP 503: busy", "status": 503},
+        "strategy": repr(Poll(interval=0.1, jitter=0)),
+        "server": None,
+    }
+    with_server = ReadyReport(host=HOST, level=None, server=ServerHandle(HOST))
+    assert with_server.to_dict()["server"] == {"started": False, "pid": None, "log_file": None}

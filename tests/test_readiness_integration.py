@@ -10,13 +10,21 @@ import pytest
 
 from ollama_ready.client import OllamaClient
 from ollama_ready.clock import Deadline
-from ollama_ready.errors import HostNotAllowed, NotReadyError
+from ollama_ready.errors import (
+    ConfigError,
+    HostNotAllowed,
+    ModelNotPresent,
+    NotReadyError,
+    PlacementError,
+    ServerTooOld,
+)
 from ollama_ready.readiness import (
     FailureKind,
     Healthcheck,
     Poll,
     ReadyLevel,
     Sleep,
+    check,
     wait_until_ready,
 )
 from ollama_ready.testing import FakeOllama
@@ -168,4 +176,63 @@ def test_cancelling_the_deadline_stops_a_poll(fake: FakeOllama) -> None:
             Poll(interval=0.5, jitter=0)(client, deadline)
     finally:
         timer.cancel()
+    assert time.monotonic() - started < 0.3 + SLACK
+
+
+# --- check: one probe, the error of its kind --------------------------------------------------
+
+
+def test_check_the_server(fake: FakeOllama) -> None:
+    report = check(fake.url)
+    assert report.level is ReadyLevel.SERVER
+    assert report.attempts == 1
+    assert report.strategy == "check"
+    assert check(fake.url, level="version").version == "0.12.11"
+
+
+def test_check_does_not_wait(fake: FakeOllama) -> None:
+    fake.refuse_connections(60)
+    started = time.monotonic()
+    with pytest.raises(NotReadyError, match="connection refused") as caught:
+        check(fake.url, timeout=30)
+    assert time.monotonic() - started < SLACK
+    assert caught.value.phase == "check"
+
+
+def test_check_raises_the_error_of_each_kind(
+    fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ServerTooOld, match=r"does not satisfy >=0\.13"):
+        check(fake.url, min_server_version=">=0.13")
+    with pytest.raises(ModelNotPresent, match=r"qwen2\.5:0\.5b") as missing:
+        check(fake.url, level="model", models=["qwen2.5:0.5b"])
+    assert missing.value.model == "qwen2.5:0.5b"
+    with pytest.raises(NotReadyError, match="model not loaded"):
+        check(fake.url, level="loaded", models=["llama3.2:1b"])
+    with OllamaClient(fake.url) as client:
+        client.load("llama3.2:1b")
+    with pytest.raises(PlacementError, match="0% GPU"):
+        check(fake.url, level=ReadyLevel.MODEL_ON_GPU, models=["llama3.2:1b"])
+    assert check(fake.url, level="loaded", models=["llama3.2:1b"]).level is ReadyLevel.MODEL_LOADED
+    monkeypatch.setenv("OLLAMA_READY_MODELS", "llama3.2:1b")
+    assert check(fake.url, level="model").level is ReadyLevel.MODEL_PRESENT
+
+
+def test_check_needs_a_model_for_model_levels(fake: FakeOllama) -> None:
+    with pytest.raises(ConfigError, match="needs a model"):
+        check(fake.url, level="model")
+    with pytest.raises(ConfigError, match="unknown readiness level"):
+        check(fake.url, level="ready")
+    with pytest.raises(ConfigError, match="'newest'"):
+        check(fake.url, min_server_version="newest")
+    assert fake.count() == 0  # all found before any request
+
+
+def test_wait_until_ready_ends_with_an_enclosing_deadline(fake: FakeOllama) -> None:
+    fake.refuse_connections(60)
+    enclosing = Deadline(60)
+    threading.Timer(0.3, enclosing.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(NotReadyError):
+        wait_until_ready(fake.url, timeout=30, deadline=enclosing)
     assert time.monotonic() - started < 0.3 + SLACK
