@@ -1,0 +1,101 @@
+"""Pull client CPU: CPU seconds per simulated GB, ours against the official client's loop.
+
+FakeOllama streams at full speed in its own process: a progress line every 2 ms, each line
+5 MB further on, i.e. 200 lines per GB, as a real server downloading at ~83 MB/s sends them
+(a line every 60 ms). Each pull runs in a fresh client process that meters only itself, and
+only around the pull (imports and set-up excluded).
+"""
+
+from __future__ import annotations
+
+from bench._context import Context
+from bench._format import number
+from bench._model import Role, Series, median
+from bench._procs import ServerProcess
+from bench._pull_client import PullMeasurement, measure_pull
+from bench.scenarios._base import Measured, Scenario, ratio_target
+
+__all__ = ["SCENARIO"]
+
+_GB = 1_000_000_000
+_TICK = 0.002
+_BYTES_PER_LINE = 5_000_000
+_CLIENTS = ("ours", "ollama", "raw")
+_LABELS = {
+    "ours": "pull_model()",
+    "raw": "OllamaClient.pull() loop",
+    "ollama": "ollama client pull(stream=True) loop",
+}
+_ROLES: dict[str, Role] = {"ours": "ours", "raw": "info", "ollama": "baseline"}
+_NOTES = {
+    "ours": "ollama_ready.pull.pull_model(client, name): the whole engine, no reporter",
+    "raw": "for event in OllamaClient(url).pull(name): our client alone, without the engine",
+    "ollama": "for part in ollama.Client(url).pull(name, stream=True): pass",
+}
+
+
+def _series(client: str, size: int, runs: list[PullMeasurement]) -> Series:
+    gigabytes = size / _GB
+    events = [r.events for r in runs if r.events is not None]
+    return Series(
+        key=client,
+        label=_LABELS[client],
+        unit="CPU s/GB",
+        role=_ROLES[client],
+        samples=tuple(r.cpu_s / gigabytes for r in runs),
+        extra={
+            "wall time": number(median([r.wall_s / gigabytes for r in runs]), "s/GB"),
+            "lines/GB": median([e / gigabytes for e in events]) if events else None,
+        },
+        note=_NOTES[client],
+    )
+
+
+def _run(ctx: Context) -> Measured:
+    size = ctx.pick(full=10 * _GB, quick=2 * _GB, smoke=_GB // 2)
+    runs = ctx.pick(full=5, quick=2, smoke=1)
+    names = {(c, i): f"bench-cpu-{c}-{i}:latest" for c in _CLIENTS for i in range(runs)}
+    spec = {
+        "tick": _TICK,
+        "bandwidth": _BYTES_PER_LINE / _TICK,
+        "registry": [{"name": n, "size": size, "layers": 3} for n in names.values()],
+    }
+    measured: dict[str, list[PullMeasurement]] = {c: [] for c in _CLIENTS}
+    timeout = 60 + 10 * size / _GB
+    with ServerProcess(spec, python=ctx.python) as server:
+        for i in range(runs):
+            order = _CLIENTS if i % 2 == 0 else tuple(reversed(_CLIENTS))
+            for client in order:
+                measured[client].append(
+                    measure_pull(ctx.python, client, server.url, names[client, i], timeout=timeout)
+                )
+    series = tuple(_series(c, size, measured[c]) for c in _CLIENTS)
+    by_key = {s.key: s for s in series}
+    return Measured(
+        series=series,
+        targets=(
+            ratio_target(
+                "CPU per GB ≤ 0.5x the official client", by_key["ours"], by_key["ollama"], limit=0.5
+            ),
+        ),
+        notes=(
+            f"{runs} pull(s) of a {size / _GB:g} GB simulated model per client, each of a model "
+            "not yet present, each in a fresh process; the clients alternate",
+            f"FakeOllama in its own process: a line every {_TICK * 1000:g} ms, "
+            f"{_BYTES_PER_LINE / 1e6:g} MB of progress per line per blob",
+            "CPU = time.process_time() of the client process around the pull (all its threads)",
+        ),
+        parameters={"size": size, "runs": runs, "tick": _TICK, "bytes_per_line": _BYTES_PER_LINE},
+    )
+
+
+SCENARIO = Scenario(
+    name="pull_cpu",
+    title="Pull client CPU per simulated GB",
+    description=(
+        "CPU seconds the client process spends per simulated GB pulled, with FakeOllama "
+        "streaming progress at full speed: `pull_model()` against the official client's "
+        "`pull(stream=True)` loop on the same server, in the same run."
+    ),
+    run=_run,
+)

@@ -1,0 +1,307 @@
+"""Readiness lag: how long after the server first answers HTTP does the wait return?
+
+Every trial starts a fresh FakeOllama that becomes ready at a random ``T`` in [0.2, 5] s, in one of
+the real server's two start phases:
+
+- ``refused``: the port is closed until ``T`` (the process is still starting);
+- ``bound``: the port is open from the start but nothing is answered until ``T`` (GPU discovery).
+
+The lag is the time from ``T`` to the moment the waiter returns (conservatively measured: from
+just before the server was started plus ``T``). Each waiter runs in a worker process of its own
+with its own server, several trials at once; a trial's ``T`` is shared by all four waiters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from bench._context import Context
+from bench._model import Series, Target, median
+from bench._procs import BenchError
+from bench.scenarios._base import Measured, Scenario, absolute_target
+
+__all__ = ["SCENARIO"]
+
+_MODES = ("refused", "bound")
+_METHODS = ("poll", "seed", "curl", "ollama")
+_LABELS = {
+    "poll": "Poll() defaults",
+    "seed": "sleep 2; curl -f (seed recipe)",
+    "curl": "until curl -f; do sleep 2 (shell loop)",
+    "ollama": "ollama client list() every 1 s",
+}
+_NOTES = {
+    "poll": "ollama_ready.wait_until_ready(url): Poll() with its defaults (HEAD /)",
+    "seed": "bash: sleep 2; curl -fsS URL/api/tags, failed when that one check fails",
+    "curl": "bash: until curl -fsS URL/api/tags; do sleep 2; done",
+    "ollama": "ollama.Client(url).list() in a loop, sleeping 1 s after each failure",
+}
+_TRIAL_TIMEOUT = 30.0
+_SEED_SLEEP = 2.0
+_LOOP_SLEEP = 2.0
+_OLLAMA_SLEEP = 1.0
+_CURL_LOOP = (
+    'until echo attempt; curl -fsS -o /dev/null "$0/api/tags" 2>/dev/null; '
+    f"do sleep {_LOOP_SLEEP:g}; done"
+)
+_SEED_RECIPE = f'sleep {_SEED_SLEEP:g}; curl -fsS -o /dev/null "$0/api/tags" 2>/dev/null'
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    method: str
+    mode: str
+    ready_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    ok: bool
+    lag: float
+    attempts: int
+    waited: float
+    server_delay: float
+
+
+# --- what runs in the worker processes ---------------------------------------------------------
+
+
+def _warm_up() -> None:
+    """Import everything a trial uses, so no trial pays for imports."""
+    import ollama
+
+    import ollama_ready.client
+    import ollama_ready.config
+    import ollama_ready.readiness
+    import ollama_ready.testing._ollama
+
+    del ollama, ollama_ready
+
+
+def _barrier(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _wait_poll(url: str) -> tuple[bool, int]:
+    from ollama_ready.errors import NotReadyError
+    from ollama_ready.readiness import wait_until_ready
+
+    try:
+        report = wait_until_ready(url, timeout=_TRIAL_TIMEOUT)
+    except NotReadyError:
+        return False, 0
+    return True, report.attempts
+
+
+def _wait_ollama(url: str) -> tuple[bool, int]:
+    import ollama
+
+    client = ollama.Client(host=url)
+    end = time.monotonic() + _TRIAL_TIMEOUT
+    attempts = 0
+    while time.monotonic() < end:
+        attempts += 1
+        try:
+            client.list()
+        except Exception:  # what a user's loop catches: anything, then sleep and retry
+            time.sleep(_OLLAMA_SLEEP)
+        else:
+            return True, attempts
+    return False, attempts
+
+
+def _wait_shell(script: str, url: str) -> tuple[bool, int]:
+    process = subprocess.Popen(
+        ["bash", "-c", script, url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = process.communicate(timeout=_TRIAL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return False, 0
+    attempts = max(1, out.count("attempt"))
+    return process.returncode == 0, attempts
+
+
+_WAITERS: dict[str, Callable[[str], tuple[bool, int]]] = {
+    "poll": _wait_poll,
+    "ollama": _wait_ollama,
+    "seed": lambda url: _wait_shell(_SEED_RECIPE, url),
+    "curl": lambda url: _wait_shell(_CURL_LOOP, url),
+}
+
+
+def _trial(job: _Job) -> _Outcome:
+    from ollama_ready.testing import FakeOllama
+
+    server = FakeOllama(registry=())
+    started = time.monotonic()
+    if job.mode == "refused":
+        server.start(refuse_for=job.ready_after, hang_for=0.0)
+    else:
+        server.start(hang_for=job.ready_after)
+    try:
+        with _sentinel(server.port) if job.mode == "bound" else contextlib.nullcontext():
+            waiting = time.monotonic()
+            ok, attempts = _WAITERS[job.method](server.url)
+            finished = time.monotonic()
+        answered = min((r.at for r in server.requests), default=math.inf)
+    finally:
+        server.stop()
+    ready_at = started + job.ready_after
+    # Bound mode: the server first answers when it reads the first queued request; the delay
+    # from T to then is FakeOllama's own (a Go server takes microseconds), not the waiter's.
+    delay = max(0.0, answered - ready_at) if job.mode == "bound" else 0.0
+    return _Outcome(ok, finished - ready_at - delay, attempts, finished - waiting, delay)
+
+
+@contextlib.contextmanager
+def _sentinel(port: int) -> Iterator[None]:
+    """Queue one raw request before T, so that some request is answered as soon as possible."""
+    with socket.create_connection(("127.0.0.1", port), timeout=_TRIAL_TIMEOUT) as sock:
+        sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        yield
+
+
+# --- the scenario ----------------------------------------------------------------------------
+
+
+def _jobs(ctx: Context, methods: tuple[str, ...]) -> list[_Job]:
+    trials = ctx.pick(full=20, quick=4, smoke=1)
+    longest = ctx.pick(full=5.0, quick=5.0, smoke=1.0)
+    rng = random.Random(ctx.seed)
+    jobs: list[_Job] = []
+    for mode in _MODES:
+        for _ in range(trials):
+            ready_after = rng.uniform(0.2, longest)
+            jobs += [_Job(method, mode, ready_after) for method in methods]
+    # Mix everything, so that no waiter always runs next to the same neighbours.
+    rng.shuffle(jobs)
+    return jobs
+
+
+def _series(method: str, mode: str, outcomes: list[_Outcome]) -> Series:
+    lags = [o.lag * 1000 for o in outcomes if o.ok]
+    failures = sum(not o.ok for o in outcomes)
+    waited = sum(o.waited for o in outcomes)
+    attempts = sum(o.attempts for o in outcomes)
+    return Series(
+        key=f"{method}.{mode}",
+        label=f"{_LABELS[method]}, {mode}",
+        unit="ms",
+        role="ours" if method == "poll" else "baseline",
+        samples=tuple(lags),
+        extra={
+            "trials": len(outcomes),
+            "failure rate": f"{100 * failures / len(outcomes):.0f} %" if outcomes else "n/a",
+            "attempts/s": attempts / waited if waited > 0 else math.nan,
+            "server delay after T": (
+                f"{1000 * median([o.server_delay for o in outcomes]):.1f} ms"
+                if mode == "bound" and outcomes
+                else "-"
+            ),
+        },
+        note=_NOTES[method],
+    )
+
+
+def _run(ctx: Context) -> Measured:
+    methods = tuple(m for m in _METHODS if m in ("poll", "ollama") or shutil.which("curl"))
+    notes: list[str] = []
+    if len(methods) < len(_METHODS):
+        notes.append("curl is not installed here: the shell baselines were skipped")
+    if shutil.which("bash") is None:
+        raise BenchError("bash is needed for the shell baselines")
+    jobs = _jobs(ctx, methods)
+    workers = ctx.pick(full=8, quick=8, smoke=len(jobs))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_warm_up) as pool:
+        # Start every worker (and its imports) before the first trial.
+        list(pool.map(_barrier, [1.0] * workers))
+        outcomes = list(pool.map(_trial, jobs))
+    grouped: dict[tuple[str, str], list[_Outcome]] = {}
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        grouped.setdefault((job.method, job.mode), []).append(outcome)
+    series = tuple(_series(m, mode, grouped[(m, mode)]) for mode in _MODES for m in methods)
+    by_key = {s.key: s for s in series}
+    targets = []
+    for mode, limit in (("refused", 25.0), ("bound", 5.0)):
+        ours = by_key[f"poll.{mode}"]
+        baseline = by_key.get(f"curl.{mode}") or by_key[f"ollama.{mode}"]
+        targets += [
+            absolute_target(
+                f"{mode}: median lag ≤ {limit:g} ms", ours, limit=limit, baseline=baseline
+            ),
+            absolute_target(
+                f"{mode}: p95 lag ≤ 100 ms", ours, limit=100.0, baseline=baseline, statistic="p95"
+            ),
+        ]
+        targets.append(_attempts_target(mode, ours, baseline))
+    longest = ctx.pick(full=5.0, quick=5.0, smoke=1.0)
+    notes += [
+        f"{len(jobs)} trials, {workers} at a time in separate worker processes, each with its own "
+        "FakeOllama (the waiters sleep most of the time, so concurrency barely touches the lags)",
+        f"T drawn uniformly from [0.2, {longest:.1f}] s (seed {ctx.seed}); the waiters of a "
+        "trial share the same T",
+        "refused: lag = return time - (time just before the server started + T); the port "
+        "opens at T and serves at once, so FakeOllama's accept overhead counts against the waiter",
+        "bound: lag = return time - the moment the server first answers HTTP, i.e. when it reads "
+        "the first queued request (a raw socket queues one before T in every trial); the "
+        "'server delay after T' column is FakeOllama's own backlog latency, which a Go server "
+        "does not have and which is not charged to the waiter",
+        "attempts/s = connection attempts (probes, curl runs, client calls) / time waited, over "
+        "all trials; a failed trial has no lag sample",
+    ]
+    return Measured(
+        series=series,
+        targets=tuple(targets),
+        notes=tuple(notes),
+        parameters={"trials": len(jobs), "workers": workers, "seed": ctx.seed},
+    )
+
+
+def _attempts_target(mode: str, ours: Series, baseline: Series) -> Target:
+    value = float(ours.extra["attempts/s"] or math.nan)
+    other = float(baseline.extra["attempts/s"] or math.nan)
+    return Target(
+        description=f"{mode}: ≤ 25 connection attempts/s",
+        value=value,
+        limit=25.0,
+        unit="/s",
+        measure=f"connection attempts per second of waiting, {ours.label}",
+        ours=ours.label,
+        ours_value=value,
+        compared_unit="/s",
+        baseline=baseline.label,
+        baseline_value=other,
+    )
+
+
+SCENARIO = Scenario(
+    name="readiness",
+    title="Readiness lag",
+    description=(
+        "Time from the moment the server first answers HTTP to the moment the wait returns, "
+        "for a server that becomes ready at a random time T in [0.2, 5] s, in the real "
+        "server's two start phases: port refused, and port bound but not answering."
+    ),
+    run=_run,
+)
