@@ -15,37 +15,60 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import logging
-import math
 import re
 import socket
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar
 
 from ollama_ready.errors import InvalidModelName
 from ollama_ready.names import ModelName
 from ollama_ready.testing._ollama_catalogue import (
-    MEDIA_LICENSE,
     MEDIA_MODEL,
-    MEDIA_SYSTEM,
-    MEDIA_TEMPLATE,
     FakeBlob,
     FakeModel,
+    apply_create_request,
     default_registry,
-    go_json,
-    params_blob,
-    text_blob,
 )
 from ollama_ready.testing._ollama_downloads import Download, DownloadManager, StreamFault
 from ollama_ready.testing._ollama_http import ConnectionGone, HandlerBase, Listener
+from ollama_ready.testing._ollama_wire import (
+    NDJSON_TYPE,
+    REPLY_TOKENS,
+    TEXT_TYPE,
+    WAIT_STREAM_TYPE,
+    HTTPError,
+    Installed,
+    Loaded,
+    allowed_host,
+    check_fraction,
+    dumps,
+    go_quote,
+    is_ip,
+    keep_alive_seconds,
+    kv_cache_bytes,
+    model_field,
+    modelfile,
+    ndjson_line,
+    parameters_text,
+    parse_body,
+    progress_line,
+    ps_entry,
+    reply_metrics,
+    rfc3339,
+    run_reply,
+    send_json,
+    status_phrase,
+    string_field,
+    tags_entry,
+    tensors,
+    unmarshal_error,
+)
 
 __all__ = ["FakeBlob", "FakeModel", "FakeOllama", "RecordedRequest"]
 
@@ -53,13 +76,8 @@ _log = logging.getLogger(__name__)
 
 _T = TypeVar("_T", bound="FakeOllama")
 
-JSON_TYPE = "application/json; charset=utf-8"
-_NDJSON_TYPE = "application/x-ndjson"
-_WAIT_STREAM_TYPE = "application/json"  # waitForStream sets it without a charset
-_TEXT_TYPE = "text/plain; charset=utf-8"
 _MAX_JSON_BODY = 32 * 1024 * 1024
 _BLOB_DIGEST = re.compile(r"^sha256[:-][0-9a-fA-F]{64}$")
-_MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
 _BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _DEFAULT_KEEP_ALIVE = 300.0
 _FOREVER_SECONDS = 290 * 365 * 24 * 3600.0  # Go's maximum duration is about 292 years
@@ -67,12 +85,9 @@ _DEFAULT_NUM_CTX = 4096
 _DNS_RESOLVER = "127.0.0.53:53"
 #: Where a registry host name "resolves" in dial errors (an RFC 5737 documentation address).
 _REGISTRY_ADDRESS = "203.0.113.10"
-_GO_DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _ALL_FAULTS = frozenset({"error", "reset", "stall"})
 #: Before the first blob only the faults that end a pull fire; a stall needs a blob line.
 _ENDING_FAULTS = frozenset({"error", "reset"})
-_REPLY_TOKENS = ("This", " is", " a", " reply", " from", " FakeOllama", ".")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,28 +124,6 @@ class _RawResponse:
     chunk_size: int | None
     delay: float
     close: bool
-
-
-@dataclass(slots=True)
-class _Installed:
-    model: FakeModel
-    modified_ns: int
-
-
-@dataclass(slots=True)
-class _Loaded:
-    model: FakeModel
-    expires_ns: int
-    size: int
-    size_vram: int
-    context_length: int
-
-
-class _HTTPError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class _Reset(Exception):
@@ -245,7 +238,7 @@ class FakeOllama:
     ) -> None:
         if tick <= 0:
             raise ValueError(f"tick must be positive, got {tick!r}")
-        _check_fraction("vram_fraction", vram_fraction)
+        check_fraction("vram_fraction", vram_fraction)
         self.version = version
         self.tick = tick
         self.blob_min_seconds = blob_min_seconds
@@ -257,10 +250,10 @@ class FakeOllama:
         self._lock = threading.RLock()
         self._downloads = DownloadManager(bandwidth=bandwidth, blob_min_seconds=blob_min_seconds)
         self._listener = Listener(host, port, self._serve_connection)
-        self._installed: dict[ModelName, _Installed] = {}
+        self._installed: dict[ModelName, Installed] = {}
         self._registry: dict[ModelName, FakeModel] = {}
         self._blobs: dict[str, int] = {}
-        self._loaded: dict[ModelName, _Loaded] = {}
+        self._loaded: dict[ModelName, Loaded] = {}
         self._requests: list[RecordedRequest] = []
         self._fail_rules: list[_FailRule] = []
         self._raw_responses: list[_RawResponse] = []
@@ -404,7 +397,7 @@ class FakeOllama:
 
     @vram_fraction.setter
     def vram_fraction(self, value: float) -> None:
-        _check_fraction("vram_fraction", value)
+        check_fraction("vram_fraction", value)
         self._vram_fraction = value
 
     # -- request log --------------------------------------------------------------------------
@@ -462,7 +455,7 @@ class FakeOllama:
         if count < 1:
             raise ValueError(f"count must be at least 1, got {count}")
         if message is None:
-            message = _BUSY_MESSAGE if status == 503 else _status_phrase(status)
+            message = _BUSY_MESSAGE if status == 503 else status_phrase(status)
         with self._lock:
             self._fail_rules.append(_FailRule(count, status, message, path))
 
@@ -476,13 +469,13 @@ class FakeOllama:
         """
         self._arm(
             StreamFault(
-                "error", _check_fraction("at_fraction", at_fraction), message, remaining=times
+                "error", check_fraction("at_fraction", at_fraction), message, remaining=times
             )
         )
 
     def reset_at(self, fraction: float, *, times: int | None = 1) -> None:
         """Abort the next pull(s) with a TCP reset once ``fraction`` of the bytes are done."""
-        self._arm(StreamFault("reset", _check_fraction("fraction", fraction), remaining=times))
+        self._arm(StreamFault("reset", check_fraction("fraction", fraction), remaining=times))
 
     def stall(
         self,
@@ -500,7 +493,7 @@ class FakeOllama:
         """
         if mode not in ("repeat", "silent"):
             raise ValueError(f"stall mode must be 'repeat' or 'silent', got {mode!r}")
-        fraction = _check_fraction("at_fraction", at_fraction)
+        fraction = check_fraction("at_fraction", at_fraction)
         self._arm(StreamFault("stall", fraction, seconds=seconds, mode=mode, remaining=times))
 
     def set_bandwidth(self, bytes_per_second: float | None) -> None:
@@ -513,10 +506,13 @@ class FakeOllama:
         In-flight downloads are forgotten unless ``keep_partials``, in which case the next pull
         resumes from their bytes. The port refuses connections for ``down_for`` seconds.
         """
-        self._downloads.reset(keep_partials=keep_partials)
-        with self._lock:
-            self._loaded.clear()
-        self._listener.refuse(down_for, drop=True)
+
+        def forget() -> None:
+            self._downloads.reset(keep_partials=keep_partials)
+            with self._lock:
+                self._loaded.clear()
+
+        self._listener.refuse(down_for, drop=True, while_closed=forget)
 
     def registry_unreachable(self, enabled: bool = True, kind: str = "dial") -> None:
         """Make every pull fail at the manifest step, even for models already present.
@@ -599,7 +595,7 @@ class FakeOllama:
                 body = h.read_body(_MAX_JSON_BODY)
             except ValueError:
                 h.close_connection = True
-                _send_json(h, 413, {"error": "http: request body too large"})
+                send_json(h, 413, {"error": "http: request body too large"})
                 return
         self._record(method, path, body, h)
         if self._answer_by_fault(h, method, path, upload):
@@ -614,10 +610,10 @@ class FakeOllama:
             return
         try:
             route(self, h, body)
-        except _HTTPError as exc:
+        except HTTPError as exc:
             if upload:
                 h.drain_body()
-            _send_json(h, exc.status, {"error": exc.message})
+            send_json(h, exc.status, {"error": exc.message})
         except _Reset:
             h.reset_connection()
 
@@ -633,7 +629,7 @@ class FakeOllama:
             self._requests.append(entry)
 
     def _answer_by_fault(self, h: _Handler, method: str, path: str, upload: bool) -> bool:
-        if self.check_host and not _allowed_host(h.headers.get("Host", "")):
+        if self.check_host and not allowed_host(h.headers.get("Host", "")):
             if upload:
                 h.drain_body()
             h.send_bytes(403, b"", None)
@@ -650,7 +646,7 @@ class FakeOllama:
         if raw is not None:
             self._send_raw(h, raw)
         elif fail is not None:
-            _send_json(h, fail.status, {"error": fail.message})
+            send_json(h, fail.status, {"error": fail.message})
         return True
 
     def _take_raw(self, method: str, path: str) -> _RawResponse | None:
@@ -715,14 +711,14 @@ class FakeOllama:
     def _send_stream(self, h: _Handler, events: Iterator[dict[str, Any]]) -> None:
         first = next(events, None)
         if first is not None and "error" in first:
-            _send_json(h, int(first.get("status", 500)), {"error": first["error"]})
+            send_json(h, int(first.get("status", 500)), {"error": first["error"]})
             return
-        h.start_stream(_NDJSON_TYPE)
+        h.start_stream(NDJSON_TYPE)
         try:
             for event in [first] if first is not None else []:
-                h.write_chunk(_line(event))
+                h.write_chunk(ndjson_line(event))
             for event in events:
-                h.write_chunk(_line({"error": event["error"]} if "error" in event else event))
+                h.write_chunk(ndjson_line({"error": event["error"]} if "error" in event else event))
             h.end_stream()
         except ConnectionGone:
             h.close_connection = True
@@ -732,39 +728,39 @@ class FakeOllama:
         for event in events:
             if "error" in event:
                 status = int(event.get("status", 500))
-                h.send_bytes(status, _dumps({"error": event["error"]}), _WAIT_STREAM_TYPE)
+                h.send_bytes(status, dumps({"error": event["error"]}), WAIT_STREAM_TYPE)
                 return
             last = event
         if last is None:
             h.send_bytes(
-                500, _dumps({"error": "unexpected end of progress response"}), _WAIT_STREAM_TYPE
+                500, dumps({"error": "unexpected end of progress response"}), WAIT_STREAM_TYPE
             )
             return
-        h.send_bytes(200, _dumps(last), _WAIT_STREAM_TYPE)
+        h.send_bytes(200, dumps(last), WAIT_STREAM_TYPE)
 
     # -- simple routes ------------------------------------------------------------------------
 
     def _root(self, h: _Handler, body: bytes) -> None:
-        h.send_bytes(200, b"Ollama is running", _TEXT_TYPE)
+        h.send_bytes(200, b"Ollama is running", TEXT_TYPE)
 
     def _version(self, h: _Handler, body: bytes) -> None:
-        _send_json(h, 200, {"version": self.version})
+        send_json(h, 200, {"version": self.version})
 
     def _tags(self, h: _Handler, body: bytes) -> None:
         with self._lock:
             entries = sorted(self._installed.values(), key=lambda e: e.modified_ns, reverse=True)
-            models = [_tags_entry(entry) for entry in entries]
-        _send_json(h, 200, {"models": models})
+            models = [tags_entry(entry) for entry in entries]
+        send_json(h, 200, {"models": models})
 
     def _show(self, h: _Handler, body: bytes) -> None:
-        request = _parse_body(body, "ShowRequest")
-        name = _string(request, "model", "ShowRequest") or _string(request, "name", "ShowRequest")
+        request = parse_body(body, "ShowRequest")
+        name = model_field(request, "ShowRequest")
         if not name:
-            raise _HTTPError(400, "model is required")
+            raise HTTPError(400, "model is required")
         entry = self._find_installed(name)
         if entry is None:
-            raise _HTTPError(404, f"model '{name}' not found")
-        _send_json(h, 200, self._show_response(entry, verbose=bool(request.get("verbose"))))
+            raise HTTPError(404, f"model '{name}' not found")
+        send_json(h, 200, self._show_response(entry, verbose=bool(request.get("verbose"))))
 
     def _delete(self, key: ModelName) -> bool:
         installed = self._installed.pop(key, None)
@@ -775,35 +771,33 @@ class FakeOllama:
         return True
 
     def _delete_route(self, h: _Handler, body: bytes) -> None:
-        request = _parse_body(body, "DeleteRequest")
-        name = _string(request, "model", "DeleteRequest") or _string(
-            request, "name", "DeleteRequest"
-        )
+        request = parse_body(body, "DeleteRequest")
+        name = model_field(request, "DeleteRequest")
         try:
             key = ModelName.parse(name)
         except InvalidModelName:
-            raise _HTTPError(400, f"name {_go_quote(name)} is invalid") from None
+            raise HTTPError(400, f"name {go_quote(name)} is invalid") from None
         with self._lock:
             if not self._delete(key):
-                raise _HTTPError(404, f"model '{name}' not found")
+                raise HTTPError(404, f"model '{name}' not found")
         h.send_bytes(200, b"", None)
 
     def _copy(self, h: _Handler, body: bytes) -> None:
-        request = _parse_body(body, "CopyRequest")
-        source = _string(request, "source", "CopyRequest")
-        destination = _string(request, "destination", "CopyRequest")
+        request = parse_body(body, "CopyRequest")
+        source = string_field(request, "source", "CopyRequest")
+        destination = string_field(request, "destination", "CopyRequest")
         try:
             source_key = ModelName.parse(source)
         except InvalidModelName:
-            raise _HTTPError(400, f"source {_go_quote(source)} is invalid") from None
+            raise HTTPError(400, f"source {go_quote(source)} is invalid") from None
         try:
             destination_key = ModelName.parse(destination)
         except InvalidModelName:
-            raise _HTTPError(400, f"destination {_go_quote(destination)} is invalid") from None
+            raise HTTPError(400, f"destination {go_quote(destination)} is invalid") from None
         with self._lock:
             entry = self._installed.get(source_key)
             if entry is None:
-                raise _HTTPError(404, f"model {_go_quote(source)} not found")
+                raise HTTPError(404, f"model {go_quote(source)} not found")
             self._install(entry.model.renamed(destination_key.full))
         h.send_bytes(200, b"", None)
 
@@ -811,21 +805,21 @@ class FakeOllama:
         with self._lock:
             self._expire_loaded()
             loaded = sorted(self._loaded.values(), key=lambda e: e.expires_ns, reverse=True)
-            models = [_ps_entry(entry) for entry in loaded]
-        _send_json(h, 200, {"models": models})
+            models = [ps_entry(entry) for entry in loaded]
+        send_json(h, 200, {"models": models})
 
     # -- blobs --------------------------------------------------------------------------------
 
     def _blob(self, h: _Handler, body: bytes) -> None:
         digest = h.path.partition("?")[0][len("/api/blobs/") :]
         if not _BLOB_DIGEST.match(digest):
-            raise _HTTPError(400, "invalid digest format")
+            raise HTTPError(400, "invalid digest format")
         stored = "sha256:" + digest[7:]
         with self._lock:
             present = stored in self._blobs
         if h.command == "HEAD":
             if not present:
-                raise _HTTPError(404, f"blob {_go_quote(digest)} not found")
+                raise HTTPError(404, f"blob {go_quote(digest)} not found")
             h.send_bytes(200, b"", None, content_length=False)
             return
         if present:
@@ -839,8 +833,8 @@ class FakeOllama:
             size += len(data)
         actual = f"sha256:{hasher.hexdigest()}"
         if actual != digest:
-            message = f"digest mismatch, expected {_go_quote(digest)}, got {_go_quote(actual)}"
-            raise _HTTPError(400, message)
+            message = f"digest mismatch, expected {go_quote(digest)}, got {go_quote(actual)}"
+            raise HTTPError(400, message)
         with self._lock:
             self._blobs[actual] = size
         h.send_bytes(201, b"", None)
@@ -848,14 +842,12 @@ class FakeOllama:
     # -- pull ---------------------------------------------------------------------------------
 
     def _pull(self, h: _Handler, body: bytes) -> None:
-        request = _parse_body(body, "PullRequest")
-        raw_name = _string(request, "model", "PullRequest") or _string(
-            request, "name", "PullRequest"
-        )
+        request = parse_body(body, "PullRequest")
+        raw_name = model_field(request, "PullRequest")
         try:
             name = ModelName.parse(raw_name)
         except InvalidModelName:
-            raise _HTTPError(400, "invalid model name") from None
+            raise HTTPError(400, "invalid model name") from None
         insecure = bool(request.get("insecure"))
         events = self._pull_events(name, insecure, self._waiter(h), self._take_stream_faults())
         self._stream(h, events, stream=request.get("stream") is not False)
@@ -872,7 +864,7 @@ class FakeOllama:
         prefix = f'pull model manifest: Get "{url}": dial tcp'
         if kind == "dns":
             return f"{prefix}: lookup {host} on {_DNS_RESOLVER}: no such host"
-        address = host if _is_ip(host) else _REGISTRY_ADDRESS
+        address = host if is_ip(host) else _REGISTRY_ADDRESS
         port = port or ("80" if insecure else "443")
         return f"{prefix} {address}:{port}: connect: connection refused"
 
@@ -901,7 +893,7 @@ class FakeOllama:
             return
         for blob in model.blobs:
             if self.has_blob(blob.digest):
-                last = _progress(blob, blob.size)
+                last = progress_line(blob, blob.size)
                 yield last
                 reported += blob.size
                 if (yield from self._fire_faults(plan, reported, last, waiter, None)) is False:
@@ -934,7 +926,7 @@ class FakeOllama:
                 if not waiter.wait(self.tick):
                     return False
                 completed, finished = self._downloads.poll(download)
-                last = _progress(blob, completed)
+                last = progress_line(blob, completed)
                 yield last
                 carry_on = yield from self._fire_faults(
                     plan, reported + completed, last, waiter, download
@@ -994,22 +986,18 @@ class FakeOllama:
     # -- create -------------------------------------------------------------------------------
 
     def _create(self, h: _Handler, body: bytes) -> None:
-        request = _parse_body(body, "CreateRequest")
-        raw_name = _string(request, "model", "CreateRequest") or _string(
-            request, "name", "CreateRequest"
-        )
+        request = parse_body(body, "CreateRequest")
+        raw_name = model_field(request, "CreateRequest")
         try:
             name = ModelName.parse(raw_name)
         except InvalidModelName:
-            raise _HTTPError(400, "invalid model name") from None
+            raise HTTPError(400, "invalid model name") from None
         files = request.get("files")
-        source = _string(request, "from", "CreateRequest")
+        source = string_field(request, "from", "CreateRequest")
         if files is not None and not isinstance(files, dict):
-            raise _HTTPError(
-                400, _unmarshal_error(files, "CreateRequest.files", "map[string]string")
-            )
+            raise HTTPError(400, unmarshal_error(files, "CreateRequest.files", "map[string]string"))
         if not source and not files:
-            raise _HTTPError(400, "neither 'from' or 'files' was specified")
+            raise HTTPError(400, "neither 'from' or 'files' was specified")
         events = self._create_events(name, request, self._waiter(h))
         self._stream(h, events, stream=request.get("stream") is not False)
 
@@ -1027,7 +1015,7 @@ class FakeOllama:
             base = yield from self._base_from_model(str(request["from"]), waiter)
         if base is None:
             return
-        model = _apply_create_request(base, name, request)
+        model = apply_create_request(base, name, request)
         with self._lock:
             for blob in model.layers:
                 verb = "using existing" if blob.digest in self._blobs else "creating new"
@@ -1079,34 +1067,34 @@ class FakeOllama:
     # -- generate / chat (load and unload) ------------------------------------------------------
 
     def _generate(self, h: _Handler, body: bytes) -> None:
-        self._run_model(h, _parse_body(body, "GenerateRequest"), chat=False)
+        self._run_model(h, parse_body(body, "GenerateRequest"), chat=False)
 
     def _chat(self, h: _Handler, body: bytes) -> None:
-        self._run_model(h, _parse_body(body, "ChatRequest"), chat=True)
+        self._run_model(h, parse_body(body, "ChatRequest"), chat=True)
 
     def _run_model(self, h: _Handler, request: Mapping[str, Any], *, chat: bool) -> None:
         kind = "ChatRequest" if chat else "GenerateRequest"
-        raw_name = _string(request, "model", kind)
+        raw_name = string_field(request, "model", kind)
         entry = self._find_installed(raw_name)
         if entry is None:
-            raise _HTTPError(404, f"model '{raw_name}' not found")
-        keep_alive = _keep_alive(request.get("keep_alive"))
+            raise HTTPError(404, f"model '{raw_name}' not found")
+        keep_alive = keep_alive_seconds(request.get("keep_alive"))
         empty = not request.get("messages") if chat else not request.get("prompt")
         if empty and keep_alive == 0:
             with self._lock:
                 self._loaded.pop(entry.model.model_name, None)
-            _send_json(h, 200, _run_reply(raw_name, chat, "unload"))
+            send_json(h, 200, run_reply(raw_name, chat, "unload"))
             return
         if "completion" not in entry.model.capabilities:
             verb = "chat" if chat else "generate"
-            raise _HTTPError(400, f"{_go_quote(raw_name)} does not support {verb}")
+            raise HTTPError(400, f"{go_quote(raw_name)} does not support {verb}")
         if self.load_seconds > 0 and not self._waiter(h).wait(self.load_seconds):
             h.close_connection = True
             return
         options = request.get("options") if isinstance(request.get("options"), dict) else {}
         self._load(entry.model, keep_alive, options or {})
         if empty:
-            _send_json(h, 200, _run_reply(raw_name, chat, "load"))
+            send_json(h, 200, run_reply(raw_name, chat, "load"))
             return
         self._reply(h, raw_name, chat=chat, stream=request.get("stream") is not False)
 
@@ -1119,35 +1107,35 @@ class FakeOllama:
             num_ctx if isinstance(num_ctx, int) and num_ctx > 0 else _DEFAULT_NUM_CTX,
             model.context_length,
         )
-        size = model.size + _kv_cache_bytes(model, context)
+        size = model.size + kv_cache_bytes(model, context)
         fraction = model.vram_fraction if model.vram_fraction is not None else self._vram_fraction
         expires = time.time_ns() + int(seconds * 1e9)
         with self._lock:
-            self._loaded[model.model_name] = _Loaded(
+            self._loaded[model.model_name] = Loaded(
                 model, expires, size, int(size * fraction), context
             )
 
     def _reply(self, h: _Handler, name: str, *, chat: bool, stream: bool) -> None:
         if not stream:
-            final = _run_reply(name, chat, "stop", "".join(_REPLY_TOKENS))
-            final.update(_reply_metrics())
-            _send_json(h, 200, final)
+            final = run_reply(name, chat, "stop", "".join(REPLY_TOKENS))
+            final.update(reply_metrics())
+            send_json(h, 200, final)
             return
-        h.start_stream(_NDJSON_TYPE)
+        h.start_stream(NDJSON_TYPE)
         try:
-            for token in _REPLY_TOKENS:
-                partial = _run_reply(name, chat, None, token)
-                h.write_chunk(_line(partial))
-            final = _run_reply(name, chat, "stop", "")
-            final.update(_reply_metrics())
-            h.write_chunk(_line(final))
+            for token in REPLY_TOKENS:
+                partial = run_reply(name, chat, None, token)
+                h.write_chunk(ndjson_line(partial))
+            final = run_reply(name, chat, "stop", "")
+            final.update(reply_metrics())
+            h.write_chunk(ndjson_line(final))
             h.end_stream()
         except ConnectionGone:
             h.close_connection = True
 
     # -- state helpers (call with the lock held where they mutate) ----------------------------
 
-    def _find_installed(self, name: str) -> _Installed | None:
+    def _find_installed(self, name: str) -> Installed | None:
         try:
             key = ModelName.parse(name)
         except InvalidModelName:
@@ -1165,7 +1153,7 @@ class FakeOllama:
         modified = max(
             time.time_ns(), max((e.modified_ns + 1 for e in self._installed.values()), default=0)
         )
-        self._installed[key] = _Installed(model, modified)
+        self._installed[key] = Installed(model, modified)
         if previous is None:
             return False
         return self._prune(
@@ -1185,23 +1173,23 @@ class FakeOllama:
         for key in [k for k, v in self._loaded.items() if v.expires_ns <= now]:
             del self._loaded[key]
 
-    def _show_response(self, entry: _Installed, *, verbose: bool) -> dict[str, Any]:
+    def _show_response(self, entry: Installed, *, verbose: bool) -> dict[str, Any]:
         model = entry.model
         weights = model.weights
         response: dict[str, Any] = {}
         if model.license:
             response["license"] = model.license
-        response["modelfile"] = _modelfile(model, self.models_dir)
-        response["parameters"] = _parameters_text(model.parameters)
+        response["modelfile"] = modelfile(model, self.models_dir)
+        response["parameters"] = parameters_text(model.parameters)
         response["template"] = model.template
         if model.system:
             response["system"] = model.system
         response["details"] = dict(model.details)
         response["model_info"] = dict(model.model_info)
         if weights is not None:
-            response["tensors"] = _tensors(model)
+            response["tensors"] = tensors(model)
         response["capabilities"] = list(model.capabilities)
-        response["modified_at"] = _rfc3339(entry.modified_ns)
+        response["modified_at"] = rfc3339(entry.modified_ns)
         if verbose:
             response["model_info"] = {
                 k: ([] if v is None else v) for k, v in model.model_info.items()
@@ -1226,339 +1214,3 @@ _ROUTES: dict[tuple[str, str], _Route] = {
     ("POST", "/api/generate"): FakeOllama._generate,
     ("POST", "/api/chat"): FakeOllama._chat,
 }
-
-
-# -- encoding helpers ---------------------------------------------------------------------------
-
-
-def _dumps(value: Any) -> bytes:
-    """Encode like Go's encoding/json: compact, with <, > and & escaped."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
-        text = text.replace(char, escape)
-    return text.encode()
-
-
-def _line(event: Mapping[str, Any]) -> bytes:
-    return _dumps(event) + b"\n"
-
-
-def _send_json(h: HandlerBase, status: int, value: Any) -> None:
-    h.send_bytes(status, _dumps(value), JSON_TYPE)
-
-
-def _progress(blob: FakeBlob, completed: int) -> dict[str, Any]:
-    line: dict[str, Any] = {"status": f"pulling {blob.short}", "digest": blob.digest}
-    if blob.size:
-        line["total"] = blob.size
-    if completed:
-        line["completed"] = completed
-    return line
-
-
-def _rfc3339(ns: int) -> str:
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    fraction = f".{nanos:09d}".rstrip("0") if nanos else ""
-    return f"{stamp}{fraction}Z"
-
-
-def _go_quote(text: str) -> str:
-    """Quote like Go's ``%q`` for the texts that occur here."""
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _status_phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase.lower()
-    except ValueError:
-        return f"status {status}"
-
-
-def _parse_body(body: bytes, type_name: str) -> dict[str, Any]:
-    """Decode a JSON request body with gin's error texts."""
-    if not body.strip():
-        raise _HTTPError(400, "missing request body")
-    try:
-        value = json.loads(body)
-    except ValueError as exc:
-        raise _HTTPError(400, _json_syntax_error(body, exc)) from None
-    if not isinstance(value, dict):
-        raise _HTTPError(400, _unmarshal_error(value, f"api.{type_name}", "", go_value=True))
-    return value
-
-
-def _json_syntax_error(body: bytes, exc: ValueError) -> str:
-    position = getattr(exc, "pos", 0) or 0
-    if position >= len(body.rstrip()):
-        return "unexpected EOF"
-    char = body[position : position + 1].decode(errors="replace")
-    return f"invalid character {char!r} looking for beginning of value"
-
-
-def _unmarshal_error(value: Any, target: str, go_type: str, *, go_value: bool = False) -> str:
-    kind = _json_kind(value)
-    if go_value:
-        return f"json: cannot unmarshal {kind} into Go value of type {target}"
-    return f"json: cannot unmarshal {kind} into Go struct field {target} of type {go_type}"
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-def _string(request: Mapping[str, Any], key: str, type_name: str) -> str:
-    value = request.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _HTTPError(400, _unmarshal_error(value, f"{type_name}.{key}", "string"))
-    return value
-
-
-def _keep_alive(value: Any) -> float | None:
-    """Parse ``keep_alive`` like ``api.Duration``: seconds, or a Go duration string."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise _HTTPError(400, "json: cannot unmarshal bool into Go value of type api.Duration")
-    if isinstance(value, (int, float)):
-        if math.isnan(value):
-            raise _HTTPError(400, "invalid keep_alive")
-        return float(value)
-    if isinstance(value, str):
-        return _go_duration(value)
-    raise _HTTPError(
-        400, f"json: cannot unmarshal {_json_kind(value)} into Go value of type api.Duration"
-    )
-
-
-def _go_duration(text: str) -> float:
-    body = text.lstrip("+-")
-    sign = -1.0 if text.startswith("-") else 1.0
-    if body == "0":
-        return 0.0
-    matches = list(_GO_DURATION.finditer(body))
-    if not body or "".join(m.group(0) for m in matches) != body:
-        raise _HTTPError(400, f"time: invalid duration {_go_quote(text)}")
-    return sign * sum(float(m.group(1)) * _GO_UNITS[m.group(2)] for m in matches)
-
-
-def _check_fraction(label: str, value: float) -> float:
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{label} must be between 0.0 and 1.0, got {value!r}")
-    return float(value)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-def _allowed_host(header: str) -> bool:
-    """Apply ``allowedHostsMiddleware``'s rules to a Host header (server bound to loopback)."""
-    host = header.strip()
-    if host.startswith("["):
-        host = host[1 : host.find("]")] if "]" in host else host
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is not None:
-        return address.is_loopback or address.is_private or address.is_unspecified
-    host = host.lower()
-    if host in ("", "localhost", socket.gethostname().lower()):
-        return True
-    return host.endswith((".localhost", ".local", ".internal"))
-
-
-def _tags_entry(entry: _Installed) -> dict[str, Any]:
-    model = entry.model
-    return {
-        "name": model.display,
-        "model": model.display,
-        "modified_at": _rfc3339(entry.modified_ns),
-        "size": model.size,
-        "digest": model.manifest_digest,
-        "details": dict(model.details),
-    }
-
-
-def _ps_entry(entry: _Loaded) -> dict[str, Any]:
-    model = entry.model
-    return {
-        "name": model.display,
-        "model": model.display,
-        "size": entry.size,
-        "digest": model.manifest_digest,
-        "details": dict(model.details),
-        "expires_at": _rfc3339(entry.expires_ns),
-        "size_vram": entry.size_vram,
-        "context_length": entry.context_length,
-    }
-
-
-def _run_reply(name: str, chat: bool, reason: str | None, text: str = "") -> dict[str, Any]:
-    reply: dict[str, Any] = {"model": name, "created_at": _rfc3339(time.time_ns())}
-    if chat:
-        reply["message"] = {"role": "assistant", "content": text}
-    else:
-        reply["response"] = text
-    reply["done"] = reason is not None
-    if reason is not None:
-        reply["done_reason"] = reason
-    return reply
-
-
-def _reply_metrics() -> dict[str, int]:
-    return {
-        "total_duration": 1_000_000,
-        "load_duration": 100_000,
-        "prompt_eval_count": 4,
-        "prompt_eval_duration": 200_000,
-        "eval_count": len(_REPLY_TOKENS),
-        "eval_duration": 700_000,
-    }
-
-
-def _kv_cache_bytes(model: FakeModel, context: int) -> int:
-    """Estimate the f16 KV cache Ollama adds to a loaded model's size."""
-    info = model.model_info
-    arch = info.get("general.architecture", "")
-    blocks = _int(info.get(f"{arch}.block_count"))
-    embedding = _int(info.get(f"{arch}.embedding_length"))
-    heads = _int(info.get(f"{arch}.attention.head_count")) or 1
-    kv_heads = _int(info.get(f"{arch}.attention.head_count_kv")) or heads
-    return context * blocks * 2 * (embedding // heads) * kv_heads * 2
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _modelfile(model: FakeModel, models_dir: str) -> str:
-    lines = [
-        '# Modelfile generated by "ollama show"',
-        "# To build a new Modelfile based on this, replace FROM with:",
-        f"# FROM {model.display}",
-        "",
-    ]
-    for blob in model.layers:
-        if blob.media_type == MEDIA_MODEL:
-            lines.append(f"FROM {models_dir}/blobs/sha256-{blob.hex}")
-    if model.template:
-        lines.append(f"TEMPLATE {_modelfile_quote(model.template)}")
-    if model.system:
-        lines.append(f"SYSTEM {_modelfile_quote(model.system)}")
-    for key, value in model.parameters.items():
-        for item in value if isinstance(value, list) else [value]:
-            lines.append(f"PARAMETER {key} {_go_value(item)}")
-    if model.license:
-        lines.append(f"LICENSE {_modelfile_quote(model.license)}")
-    return "\n".join(lines) + "\n"
-
-
-def _modelfile_quote(text: str) -> str:
-    return f'"""{text}"""' if "\n" in text or '"' in text else text
-
-
-def _parameters_text(parameters: Mapping[str, Any]) -> str:
-    lines = []
-    for key, value in parameters.items():
-        for item in value if isinstance(value, list) else [value]:
-            lines.append(f"{key:<30} {_go_value(item)}")
-    return "\n".join(lines)
-
-
-def _go_value(value: Any) -> str:
-    """Format a parameter like Go's ``%#v`` (strings quoted)."""
-    if isinstance(value, str):
-        return _go_quote(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _tensors(model: FakeModel) -> list[dict[str, Any]]:
-    info = model.model_info
-    arch = info.get("general.architecture", "")
-    blocks = _int(info.get(f"{arch}.block_count"))
-    embedding = _int(info.get(f"{arch}.embedding_length")) or 1
-    hidden = _int(info.get(f"{arch}.feed_forward_length")) or embedding * 4
-    quant = str(model.details.get("quantization_level", "F16"))
-    tensors: list[dict[str, Any]] = [
-        {"name": "token_embd.weight", "type": quant, "shape": [embedding, 32000]}
-    ]
-    for block in range(blocks):
-        prefix = f"blk.{block}"
-        tensors.append({"name": f"{prefix}.attn_norm.weight", "type": "F32", "shape": [embedding]})
-        for part in ("attn_q", "attn_k", "attn_v", "attn_output"):
-            tensors.append(
-                {"name": f"{prefix}.{part}.weight", "type": quant, "shape": [embedding, embedding]}
-            )
-        tensors.append({"name": f"{prefix}.ffn_norm.weight", "type": "F32", "shape": [embedding]})
-        for part, shape in (
-            ("ffn_gate", [embedding, hidden]),
-            ("ffn_up", [embedding, hidden]),
-            ("ffn_down", [hidden, embedding]),
-        ):
-            tensors.append({"name": f"{prefix}.{part}.weight", "type": quant, "shape": shape})
-    tensors.append({"name": "output_norm.weight", "type": "F32", "shape": [embedding]})
-    return tensors
-
-
-def _apply_create_request(
-    base: FakeModel, name: ModelName, request: Mapping[str, Any]
-) -> FakeModel:
-    """Return ``base`` renamed, with the request's template, system, license and parameters."""
-    layers = list(base.layers)
-    template, system, license_text = base.template, base.system, base.license
-    parameters = dict(base.parameters)
-
-    def put(blob: FakeBlob) -> None:
-        layers[:] = [b for b in layers if b.media_type != blob.media_type] + [blob]
-
-    if isinstance(request.get("template"), str) and request["template"]:
-        template = request["template"]
-        put(text_blob(template, MEDIA_TEMPLATE))
-    if isinstance(request.get("system"), str) and request["system"]:
-        system = request["system"]
-        put(text_blob(system, MEDIA_SYSTEM))
-    licenses = request.get("license")
-    if licenses:
-        texts = [licenses] if isinstance(licenses, str) else [str(t) for t in licenses]
-        layers[:] = [b for b in layers if b.media_type != MEDIA_LICENSE]
-        layers.extend(text_blob(text, MEDIA_LICENSE) for text in texts)
-        license_text = "\n".join(texts)
-    if isinstance(request.get("parameters"), dict):
-        parameters.update(request["parameters"])
-    if parameters:
-        put(params_blob(parameters))
-    messages = request.get("messages")
-    if isinstance(messages, list) and messages:
-        put(FakeBlob.of(go_json(messages), _MEDIA_MESSAGES))
-    config = FakeBlob.synthetic(
-        f"config:{name.full}:{[b.digest for b in layers]}", 480, base.config.media_type
-    )
-    return replace(
-        base,
-        name=name.full,
-        blobs=(*layers, config),
-        template=template,
-        system=system,
-        license=license_text,
-        parameters=parameters,
-    )

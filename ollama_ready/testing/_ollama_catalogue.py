@@ -17,6 +17,7 @@ from typing import Any
 from ollama_ready.names import ModelName
 
 __all__ = [
+    "apply_create_request",
     "MEDIA_CONFIG",
     "MEDIA_LICENSE",
     "MEDIA_MODEL",
@@ -401,4 +402,49 @@ def default_registry() -> tuple[FakeModel, ...]:
             head_count=32,
             head_count_kv=4,
         ),
+    )
+
+
+_MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
+
+
+def apply_create_request(base: FakeModel, name: ModelName, request: Mapping[str, Any]) -> FakeModel:
+    """Return ``base`` renamed, with the request's template, system, license and parameters."""
+    layers = list(base.layers)
+    template, system, license_text = base.template, base.system, base.license
+    parameters = dict(base.parameters)
+
+    def put(blob: FakeBlob) -> None:
+        layers[:] = [b for b in layers if b.media_type != blob.media_type] + [blob]
+
+    if isinstance(request.get("template"), str) and request["template"]:
+        template = request["template"]
+        put(text_blob(template, MEDIA_TEMPLATE))
+    if isinstance(request.get("system"), str) and request["system"]:
+        system = request["system"]
+        put(text_blob(system, MEDIA_SYSTEM))
+    licenses = request.get("license")
+    if licenses:
+        texts = [licenses] if isinstance(licenses, str) else [str(t) for t in licenses]
+        layers[:] = [b for b in layers if b.media_type != MEDIA_LICENSE]
+        layers.extend(text_blob(text, MEDIA_LICENSE) for text in texts)
+        license_text = "\n".join(texts)
+    if isinstance(request.get("parameters"), dict):
+        parameters.update(request["parameters"])
+    if parameters:
+        put(params_blob(parameters))
+    messages = request.get("messages")
+    if isinstance(messages, list) and messages:
+        put(FakeBlob.of(go_json(messages), _MEDIA_MESSAGES))
+    config = FakeBlob.synthetic(
+        f"config:{name.full}:{[b.digest for b in layers]}", 480, base.config.media_type
+    )
+    return replace(
+        base,
+        name=name.full,
+        blobs=(*layers, config),
+        template=template,
+        system=system,
+        license=license_text,
+        parameters=parameters,
     )

@@ -119,22 +119,31 @@ class Listener:
 
     # -- faults -----------------------------------------------------------------------------
 
-    def refuse(self, seconds: float, *, drop: bool = False) -> None:
+    def refuse(
+        self,
+        seconds: float,
+        *,
+        drop: bool = False,
+        while_closed: Callable[[], None] | None = None,
+    ) -> None:
         """Close the port for ``seconds`` (connects get ECONNREFUSED), then bind it again.
 
         Idle keep-alive connections are closed too, since nothing would answer on them; with
-        ``drop`` every connection is closed, busy or not.
+        ``drop`` every connection is closed, busy or not. ``while_closed`` runs before the port
+        can open again, so no new client sees the state it changes half done.
         """
         with self._cond:
             self._refuse_until = max(self._refuse_until, time.monotonic() + seconds)
             self._close_listener_locked()
             if drop:
                 self.generation += 1
-            victims = [c.sock for c in self._connections.values() if drop or not c.busy]
+            for connection in self._connections.values():
+                if drop or not connection.busy:
+                    _shutdown(connection.sock)
+            if while_closed is not None:
+                while_closed()
             self._cond.notify_all()
         self._wake()
-        for sock in victims:
-            _shutdown(sock)
         if seconds <= 0:
             self._wait_rebound()
 
