@@ -449,6 +449,7 @@ def doctor(
     cpuinfo: str | None = None,
     platform: tuple[str, str] | None = None,
     sysfs_root: str | os.PathLike[str] | None = None,
+    kfd_device: str | os.PathLike[str] | None = None,
     exe: str | os.PathLike[str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     clock: Clock | None = None,
@@ -469,9 +470,10 @@ def doctor(
             has one, else seed 001's (v0.4).
         environ: The environment (settings, ``CUDA_VISIBLE_DEVICES``, ``OLLAMA_LLM_LIBRARY``,
             ``PATH``); ``None`` means ``os.environ``.
-        session, nvml, cpuinfo, platform, sysfs_root, exe, cwd, clock: Seams for tests: the
-            HTTP session, the NVML binding, the ``/proc/cpuinfo`` text, ``(goos, goarch)``,
-            the sysfs root, the ``ollama`` executable, the working dir and the clock.
+        session, nvml, cpuinfo, platform, sysfs_root, kfd_device, exe, cwd, clock: Seams for
+            tests: the HTTP session, the NVML binding, the ``/proc/cpuinfo`` text,
+            ``(goos, goarch)``, the sysfs root and ``/dev/kfd`` (ROCm), the ``ollama``
+            executable and the working dir (runners search), and the clock.
 
     Raises:
         ConfigError: ``host``, ``model`` or a number argument is invalid (checked before
@@ -490,6 +492,7 @@ def doctor(
         system=goos,
         machine=goarch,
         sysfs_root=sysfs_root,
+        kfd_device=kfd_device,
         cpuinfo=cpuinfo,
     )
     cpu = CpuStatus(
@@ -544,6 +547,7 @@ def runner_report(
     cpuinfo: str | None = None,
     platform: tuple[str, str] | None = None,
     sysfs_root: str | os.PathLike[str] | None = None,
+    kfd_device: str | os.PathLike[str] | None = None,
     exe: str | os.PathLike[str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
 ) -> RunnerReport:
@@ -560,7 +564,8 @@ def runner_report(
         era: The CUDA variant rule for detection (when ``gpus`` is ``None``).
         environ: Supplies ``OLLAMA_LLM_LIBRARY``, ``PATH`` and the GPU variables; ``None``
             means ``os.environ``.
-        nvml, cpuinfo, platform, sysfs_root, exe, cwd: Seams for tests, as in :func:`doctor`.
+        nvml, cpuinfo, platform, sysfs_root, kfd_device, exe, cwd: Seams for tests, as in
+            :func:`doctor`.
     """
     goos, goarch = platform or host_platform()
     cpu = cpu_capability(cpuinfo)
@@ -572,6 +577,7 @@ def runner_report(
             system=goos,
             machine=goarch,
             sysfs_root=sysfs_root,
+            kfd_device=kfd_device,
             cpuinfo=cpuinfo,
         )
     flags_known = bool(cpu_flags(cpuinfo))
@@ -1129,8 +1135,11 @@ def _secrets(settings: Settings | None, environ: Mapping[str, str] | None) -> tu
     for variable in _SECRET_VARIABLES:
         raw = env.get(variable, "")
         values.append(raw)
-        # A headers variable that did not parse still holds its values after each colon.
-        values += [item.partition(":")[2] for item in raw.split(";")]
+        # A headers variable that did not parse still holds its values: after each colon,
+        # or anywhere in an item without one.
+        for item in raw.split(";"):
+            name, colon, value = item.partition(":")
+            values += [value] if colon else name.split()
     cleaned = {value.strip().strip("'\"") for value in values}
     return tuple(sorted((v for v in cleaned if len(v) >= _MIN_SECRET_CHARS), key=len, reverse=True))
 
