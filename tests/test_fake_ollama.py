@@ -270,7 +270,7 @@ def test_blob_min_seconds_holds_each_uncached_blob() -> None:
 def test_realistic_preset() -> None:
     fake = FakeOllama.realistic(registry=REGISTRY)
     assert (fake.tick, fake.blob_min_seconds) == (0.06, 1.0)
-    assert fake._downloads.bandwidth == 10_000_000
+    assert fake.bandwidth == 10_000_000
 
 
 def test_pull_errors_before_the_stream(server: FakeOllama) -> None:
@@ -372,6 +372,7 @@ def test_the_last_client_leaving_stops_the_download_and_a_repull_resumes() -> No
         paused = fake.partial_bytes(weights.digest)
         time.sleep(0.15)
         assert fake.partial_bytes(weights.digest) == paused > 0
+        fake.set_bandwidth(None)
         resumed = pull(fake, "big")
     assert blob_lines(resumed, weights)[0]["completed"] >= paused
     assert statuses(resumed)[-1] == "success"
@@ -779,6 +780,7 @@ def test_restart_can_keep_partials() -> None:
             fake.restart(keep_partials=True)
         kept = fake.partial_bytes(BIG.blobs[0].digest)
         assert kept > 0
+        fake.set_bandwidth(None)
         resumed = pull(fake, "big")
         assert blob_lines(resumed, BIG.blobs[0])[0]["completed"] >= kept
 

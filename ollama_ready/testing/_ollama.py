@@ -21,7 +21,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, TypeVar
@@ -499,6 +499,11 @@ class FakeOllama:
     def set_bandwidth(self, bytes_per_second: float | None) -> None:
         """Change the download speed per blob from now on (None: unlimited)."""
         self._downloads.set_bandwidth(bytes_per_second)
+
+    @property
+    def bandwidth(self) -> float | None:
+        """The simulated download speed per blob in bytes per second (None: unlimited)."""
+        return self._downloads.bandwidth
 
     def restart(self, *, keep_partials: bool = False, down_for: float = 0.0) -> None:
         """Simulate a server restart: drop every connection and unload every model.
@@ -1197,7 +1202,7 @@ class FakeOllama:
         return response
 
 
-_Route = Any
+_Route = Callable[[FakeOllama, _Handler, bytes], None]
 _ROUTES: dict[tuple[str, str], _Route] = {
     ("GET", "/"): FakeOllama._root,
     ("HEAD", "/"): FakeOllama._root,
