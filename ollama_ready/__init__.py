@@ -40,6 +40,10 @@ if TYPE_CHECKING:
         CreateResult,
         create_model,
     )
+    from ollama_ready.doctor import (
+        DoctorReport,
+        doctor,
+    )
     from ollama_ready.ensure import (
         EnsureResult,
         FleetResult,
@@ -144,6 +148,7 @@ _EXPORTS: dict[str, str] = {
     "DeadlineExceeded": "errors",
     "DigestMismatch": "errors",
     "DiskFull": "errors",
+    "DoctorReport": "doctor",
     "EnsureResult": "ensure",
     "FitEstimate": "fit",
     "FleetResult": "ensure",
@@ -202,6 +207,7 @@ _EXPORTS: dict[str, str] = {
     "create_model": "create",
     "detect_all": "gpu",
     "detect_gpus": "gpu",
+    "doctor": "doctor",
     "ensure_fleet": "ensure",
     "ensure_model": "ensure",
     "ensure_model_async": "ensure",
@@ -229,6 +235,7 @@ __all__ = [
     "DeadlineExceeded",
     "DigestMismatch",
     "DiskFull",
+    "DoctorReport",
     "EnsureResult",
     "FitEstimate",
     "FleetResult",
@@ -288,6 +295,7 @@ __all__ = [
     "create_model",
     "detect_all",
     "detect_gpus",
+    "doctor",
     "ensure_fleet",
     "ensure_model",
     "ensure_model_async",

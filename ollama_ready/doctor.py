@@ -22,6 +22,8 @@ import dataclasses
 import html
 import math
 import os
+import sys
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1318,3 +1320,17 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(item) for item in value]
     return value
+
+
+class _CallableModule(types.ModuleType):
+    """Let ``ollama_ready.doctor(...)`` work even after ``import ollama_ready.doctor``.
+
+    Importing the submodule makes it the package attribute ``doctor``, shadowing the function
+    of the same name; calling the module calls the function.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> DoctorReport:
+        return doctor(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -32,3 +32,13 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_doctor_is_callable_from_the_package_even_after_importing_the_module() -> None:
+    code = (
+        "import ollama_ready, ollama_ready.doctor as d; "
+        "r = ollama_ready.doctor(host='127.0.0.1:9', timeout=0.2, nvml=object()); "
+        "print(type(r).__name__, r.ok)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["DoctorReport", "False"]
