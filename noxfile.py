@@ -46,5 +46,6 @@ def examples(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks and regenerate docs/performance.md."""
-    session.log("benchmarks: not written yet (issue 10)")
+    """Run the benchmarks and regenerate docs/performance.md (``-- --quick``: a short run)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "bench", *session.posargs)

@@ -9,7 +9,16 @@ from bench.scenarios._base import Scenario
 __all__ = ["NAMES", "load"]
 
 #: Scenario module names, in report order.
-NAMES: tuple[str, ...] = ("readiness", "cached_ensure", "pull_cpu", "pull_memory", "multi_pull")
+NAMES: tuple[str, ...] = (
+    "readiness",
+    "cached_ensure",
+    "pull_cpu",
+    "pull_memory",
+    "multi_pull",
+    "payloads",
+    "imports",
+    "gpu",
+)
 
 
 def load(name: str) -> Scenario:
