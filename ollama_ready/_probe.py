@@ -33,6 +33,7 @@ __all__ = [
     "FailureKind",
     "Observation",
     "ProbeFailure",
+    "RETRYABLE_ERRORS",
     "ReadyLevel",
     "Target",
     "is_fatal",

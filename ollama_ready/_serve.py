@@ -271,7 +271,7 @@ class Serve:
                 hint="install Ollama (https://ollama.com/download) or pass "
                 "Serve(binary='/path/to/ollama')",
             )
-        log_path, log = self._open_log()
+        log_path, log = self._open_log(host)
         offset = log.tell()
         try:
             process = subprocess.Popen(
@@ -313,12 +313,21 @@ class Serve:
         environment["OLLAMA_HOST"] = urlsplit(host).netloc
         return environment
 
-    def _open_log(self) -> tuple[Path, IO[bytes]]:
-        if self.log_file is None:
-            fd, name = tempfile.mkstemp(prefix="ollama-serve-", suffix=".log")
-            return Path(name), os.fdopen(fd, "ab")
-        path = Path(self.log_file)
-        return path, path.open("ab")
+    def _open_log(self, host: str) -> tuple[Path, IO[bytes]]:
+        try:
+            if self.log_file is None:
+                fd, name = tempfile.mkstemp(prefix="ollama-serve-", suffix=".log")
+                return Path(name), os.fdopen(fd, "ab")
+            path = Path(self.log_file)
+            return path, path.open("ab")
+        except OSError as exc:
+            raise NotReadyError(
+                f"cannot start a server for {host}: its log file cannot be opened: {exc}",
+                last_failure=f"could not open the server log: {exc}",
+                host=host,
+                phase="serve",
+                hint="pass Serve(log_file=...) a path in a writable directory",
+            ) from exc
 
 
 class _WatchedClient:

@@ -86,13 +86,13 @@ _LAZY: dict[str, str] = {
 }
 
 Schedule = Literal["constant", "expo", "fibo"]
-SCHEDULES: tuple[Schedule, ...] = ("constant", "expo", "fibo")
+SCHEDULES: tuple[Schedule, ...] = ("expo", "fibo", "constant")
 
-# Poll() defaults. A refused connection costs ~0.1 ms on loopback, so what bounds the lag in
-# the refused phase is the interval between probe starts: a ~45 ms mean gives a median lag near
-# 23 ms at about 22 connection attempts per second. Once the port is bound, a probe connects
-# and simply waits for its answer (the read timeout), so the lag there is the server's own
-# answer time.
+# Poll() defaults. While refused, the lag is the time to the next probe start, uniform over
+# the interval: a 45 ms mean gives a median lag near 23 ms at about 22 connection attempts per
+# second (refusing costs the server nothing). Once the port is bound, a probe connects and
+# simply waits for its answer (the read timeout), so the lag there is the server's own answer
+# time. Failed answers back off from 45 ms to 2 s.
 POLL_INTERVAL = 0.045
 POLL_JITTER = 0.1
 POLL_MAX_INTERVAL = 2.0
@@ -264,28 +264,35 @@ class Sleep(_Chainable):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Poll(_Chainable):
-    """Probe until the server answers: ``HEAD /`` by default, on a backoff schedule.
+    """Probe until the server answers: ``HEAD /`` by default.
+
+    While connections are refused, a probe starts every ``interval``: a refused connection
+    costs the server nothing, and the server is noticed soon after it opens its port. Once the
+    port is open, a probe connects and waits for its answer, so the server is noticed the
+    moment it serves. When it answers with a failure (503, a proxy's page), the waits follow
+    ``schedule``, a ``backoff`` wait generator, so a busy server is not hammered.
 
     Args:
-        interval: The first wait between probe starts; ``constant`` keeps it, ``expo`` doubles
-            it, ``fibo`` grows it along the Fibonacci numbers (``backoff`` wait generators).
-        schedule: ``constant``, ``expo`` or ``fibo``.
+        interval: The wait between probe starts while refused, and the first wait of the
+            schedule; ``expo`` doubles it, ``fibo`` grows it along the Fibonacci numbers,
+            ``constant`` keeps it.
+        schedule: ``expo``, ``fibo`` or ``constant``.
         max_interval: Cap of the schedule (``None``: 2 s, or ``interval`` if that is larger).
         jitter: Each wait is spread uniformly by ``±jitter`` of its value (``0`` disables it).
         timeout: This strategy's own limit; the shared deadline still applies.
         probe_timeout: How long a connected probe waits for its answer. A server that has bound
-            its port but does not serve yet (GPU discovery) answers the waiting probe the moment
-            it starts serving, so this should be long; it is always cut to the deadline.
+            its port but does not serve yet (GPU discovery) answers the waiting probe as soon
+            as it serves, so this should be long; it is always cut to the deadline.
         connect_timeout: How long one connection attempt may take.
         path: The path to probe. ``GET /api/version`` also records the server version.
         method: ``HEAD`` or ``GET``.
 
-    The wait after a probe is the scheduled interval minus the time the probe took, so a
-    probe that waited long for its answer is followed at once by the next one.
+    Waits run from probe start to probe start: a probe that waited long for its answer is
+    followed at once by the next one.
     """
 
     interval: float = POLL_INTERVAL
-    schedule: Schedule = "constant"
+    schedule: Schedule = "expo"
     max_interval: float | None = None
     jitter: float = POLL_JITTER
     timeout: float | None = None
@@ -313,12 +320,17 @@ class Poll(_Chainable):
         _check_seconds("connect_timeout", self.connect_timeout)
         _check_probe_request(self.path, self.method)
 
-    def waits(self) -> Iterator[float]:
-        """Return the endless schedule of waits between probe starts, jitter applied."""
+    def waits(self, *, refused: bool = False) -> Iterator[float]:
+        """Return the endless waits between probe starts, jitter applied.
+
+        With ``refused``, the waits while connections are refused (``interval`` throughout);
+        otherwise the ``schedule`` that follows failed answers.
+        """
         cap = self.max_interval
         if cap is None:
             cap = max(self.interval, POLL_MAX_INTERVAL)
-        for value in self._schedule(cap):
+        values = itertools.repeat(self.interval) if refused else self._schedule(cap)
+        for value in values:
             spread = self.jitter * _jitter_source.uniform(-1.0, 1.0) if self.jitter else 0.0
             yield value * (1 + spread)
 
@@ -341,7 +353,7 @@ class Poll(_Chainable):
         started = clock.monotonic()
         own = deadline if self.timeout is None else deadline.sub(self.timeout)
         target = Target(path=self.path, method=self.method)
-        waits = self.waits()
+        answered, refused = self.waits(), self.waits(refused=True)
         attempts = 0
         last: ProbeFailure | None = None
         while not own.expired:
@@ -360,6 +372,7 @@ class Poll(_Chainable):
                     last_failure=last,
                 )
             last = _note_failure(client, last, outcome)
+            waits = refused if outcome.kind is FailureKind.REFUSED else answered
             own.sleep(next(waits) - (clock.monotonic() - probe_started))
         raise _not_ready(client, self, clock.monotonic() - started, attempts, last)
 

@@ -152,7 +152,7 @@ def test_poll_schedules_come_from_backoff_generators() -> None:
     def first(poll: Poll, n: int) -> list[float]:
         return [round(w, 9) for w in itertools.islice(poll.waits(), n)]
 
-    assert first(Poll(interval=0.1, jitter=0), 3) == [0.1, 0.1, 0.1]
+    assert first(Poll(schedule="constant", interval=0.1, jitter=0), 3) == [0.1, 0.1, 0.1]
     assert first(Poll(schedule="expo", interval=0.1, max_interval=1, jitter=0), 6) == [
         0.1,
         0.2,
@@ -173,13 +173,19 @@ def test_poll_schedules_come_from_backoff_generators() -> None:
 
 
 def test_poll_without_max_interval_caps_growth_at_two_seconds() -> None:
-    waits = list(itertools.islice(Poll(schedule="expo", interval=0.5, jitter=0).waits(), 6))
-    assert waits[-1] == 2.0
-    assert Poll(interval=5, jitter=0).waits().__next__() == 5
+    waits = list(itertools.islice(Poll(interval=0.5, jitter=0).waits(), 6))
+    assert waits == [0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
+    assert next(Poll(interval=5, jitter=0).waits()) == 5
+
+
+def test_refused_connections_are_probed_at_a_constant_interval() -> None:
+    poll = Poll(interval=0.1, jitter=0)
+    assert poll.schedule == "expo"
+    assert list(itertools.islice(poll.waits(refused=True), 4)) == [0.1] * 4
 
 
 def test_jitter_spreads_each_wait_within_its_fraction() -> None:
-    waits = list(itertools.islice(Poll(interval=0.1, jitter=0.2).waits(), 500))
+    waits = list(itertools.islice(Poll(interval=0.1, jitter=0.2).waits(refused=True), 500))
     assert all(0.08 <= w <= 0.12 for w in waits)
     assert len({round(w, 6) for w in waits}) > 100
     assert math.isclose(sum(waits) / len(waits), 0.1, rel_tol=0.03)
@@ -188,10 +194,10 @@ def test_jitter_spreads_each_wait_within_its_fraction() -> None:
 def test_default_poll_is_fast_but_stays_under_25_connections_per_second() -> None:
     poll = Poll()
     assert poll == DEFAULT_STRATEGY
-    waits = list(itertools.islice(poll.waits(), 2000))
+    waits = list(itertools.islice(poll.waits(refused=True), 2000))
     mean = sum(waits) / len(waits)
-    assert 1 / mean <= 25 * 0.95  # attempts per second in the refused phase, with margin
-    assert max(waits) / 2 <= 0.025  # a median lag near half the worst interval
+    assert 1 / mean <= 25 * 0.9  # attempts per second in the refused phase, with margin
+    assert max(waits) / 2 <= 0.025  # a median lag near half the interval
     assert poll.probe_timeout >= 10  # a connected probe waits for its answer
 
 
@@ -292,6 +298,9 @@ def test_poll_retries_http_errors(clock: FakeClock) -> None:
     server = SimServer(clock, errors=list(busy))
     report = Poll(interval=0.1, jitter=0)(server.client, Deadline(10, clock=clock))
     assert report.attempts == 4
+    # failed answers back off (expo), unlike refused connections
+    starts = [call.at - server.calls[0].at for call in server.calls]
+    assert starts == pytest.approx([0, 0.1, 0.3, 0.7])
     assert report.last_failure == ProbeFailure(
         FailureKind.HTTP_STATUS, "HTTP 503: server busy", 503
     )
@@ -820,3 +829,12 @@ def test_a_report_serializes_to_json(clock: FakeClock) -> None:
     }
     with_server = ReadyReport(host=HOST, level=None, server=ServerHandle(HOST))
     assert with_server.to_dict()["server"] == {"started": False, "pid": None, "log_file": None}
+
+
+def test_refused_probes_do_not_advance_the_backoff(clock: FakeClock) -> None:
+    busy: list[OllamaReadyError] = [ServerBusy("busy", status=503, host=HOST) for _ in range(2)]
+    server = SimServer(clock, refused_until=0.125, errors=busy)
+    Poll(interval=0.05, jitter=0)(server.client, Deadline(10, clock=clock))
+    starts = [round(call.at - server.calls[0].at, 6) for call in server.calls]
+    # refused at 0, 0.05, 0.1; then 503 at 0.15 and 0.2; then 200 at 0.3
+    assert starts == pytest.approx([0, 0.05, 0.1, 0.15, 0.2, 0.3])

@@ -164,6 +164,16 @@ def test_a_missing_binary_is_a_clear_error(client: OllamaClient, tmp_path: Path)
         serve(client, Deadline(10))
 
 
+def test_a_log_file_that_cannot_be_opened_is_a_clear_error(
+    fake_binary: Path, client: OllamaClient, tmp_path: Path
+) -> None:
+    serve = Serve(binary=str(fake_binary), log_file=tmp_path / "missing-dir" / "serve.log")
+    with pytest.raises(NotReadyError, match="log file cannot be opened") as caught:
+        serve(client, Deadline(10))
+    assert caught.value.phase == "serve"
+    assert _refused(client)  # nothing was started
+
+
 def test_a_binary_that_cannot_run_is_a_clear_error(client: OllamaClient, tmp_path: Path) -> None:
     binary = tmp_path / "ollama"
     binary.write_bytes(b"\x7fELF-not-really")
