@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -35,8 +35,15 @@ from ollama_ready.testing._ollama_catalogue import (
     apply_create_request,
     default_registry,
 )
-from ollama_ready.testing._ollama_downloads import Download, DownloadManager, StreamFault
+from ollama_ready.testing._ollama_downloads import DownloadManager, StreamFault
 from ollama_ready.testing._ollama_http import ConnectionGone, HandlerBase, Listener
+from ollama_ready.testing._ollama_pull import (
+    PullHooks,
+    ResetConnection,
+    Waiter,
+    manifest_error,
+    pull_events,
+)
 from ollama_ready.testing._ollama_wire import (
     NDJSON_TYPE,
     REPLY_TOKENS,
@@ -49,7 +56,6 @@ from ollama_ready.testing._ollama_wire import (
     check_fraction,
     dumps,
     go_quote,
-    is_ip,
     keep_alive_seconds,
     kv_cache_bytes,
     model_field,
@@ -57,7 +63,6 @@ from ollama_ready.testing._ollama_wire import (
     ndjson_line,
     parameters_text,
     parse_body,
-    progress_line,
     ps_entry,
     reply_metrics,
     rfc3339,
@@ -82,12 +87,6 @@ _BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceed
 _DEFAULT_KEEP_ALIVE = 300.0
 _FOREVER_SECONDS = 290 * 365 * 24 * 3600.0  # Go's maximum duration is about 292 years
 _DEFAULT_NUM_CTX = 4096
-_DNS_RESOLVER = "127.0.0.53:53"
-#: Where a registry host name "resolves" in dial errors (an RFC 5737 documentation address).
-_REGISTRY_ADDRESS = "203.0.113.10"
-_ALL_FAULTS = frozenset({"error", "reset", "stall"})
-#: Before the first blob only the faults that end a pull fire; a stall needs a blob line.
-_ENDING_FAULTS = frozenset({"error", "reset"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,47 +123,6 @@ class _RawResponse:
     chunk_size: int | None
     delay: float
     close: bool
-
-
-class _Reset(Exception):
-    """Abort the connection with a TCP reset."""
-
-
-@dataclass(slots=True)
-class _Waiter:
-    """The pull's view of its connection: wait a tick, notice a client that left."""
-
-    handler: _Handler
-    listener: Listener
-    generation: int
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep ``seconds``; False as soon as the client left or the server stopped/restarted."""
-        end = time.monotonic() + seconds
-        while True:
-            if self.listener.stopping.is_set() or self.listener.generation != self.generation:
-                return False
-            if self.handler.peer_gone():
-                return False
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                return True
-            self.listener.stopping.wait(min(remaining, 0.05))
-
-
-@dataclass(slots=True)
-class _PullPlan:
-    """The faults one pull carries, in the order their byte thresholds are reached."""
-
-    faults: list[tuple[int, StreamFault]] = field(default_factory=list)
-
-    def next_target(self) -> int | None:
-        return self.faults[0][0] if self.faults else None
-
-    def due(self, reported: int, kinds: frozenset[str] = _ALL_FAULTS) -> list[StreamFault]:
-        due = [pair for pair in self.faults if reported >= pair[0] and pair[1].kind in kinds]
-        self.faults = [pair for pair in self.faults if all(pair is not d for d in due)]
-        return [fault for _, fault in due]
 
 
 class _Handler(HandlerBase):
@@ -249,6 +207,13 @@ class FakeOllama:
         self._vram_fraction = vram_fraction
         self._lock = threading.RLock()
         self._downloads = DownloadManager(bandwidth=bandwidth, blob_min_seconds=blob_min_seconds)
+        self._pull_hooks = PullHooks(
+            downloads=self._downloads,
+            tick=lambda: self.tick,
+            has_blob=self.has_blob,
+            add_blob=self._add_blob,
+            install=self._install_locked,
+        )
         self._listener = Listener(host, port, self._serve_connection)
         self._installed: dict[ModelName, Installed] = {}
         self._registry: dict[ModelName, FakeModel] = {}
@@ -619,7 +584,7 @@ class FakeOllama:
             if upload:
                 h.drain_body()
             send_json(h, exc.status, {"error": exc.message})
-        except _Reset:
+        except ResetConnection:
             h.reset_connection()
 
     def _record(self, method: str, path: str, body: bytes, h: _Handler) -> None:
@@ -698,8 +663,10 @@ class FakeOllama:
         if raw.close:
             h.close_connection = True
 
-    def _waiter(self, h: _Handler) -> _Waiter:
-        return _Waiter(h, self._listener, self._listener.generation)
+    def _waiter(self, h: _Handler) -> Waiter:
+        listener = self._listener
+        generation = listener.generation
+        return Waiter(h.peer_gone, listener.stopping, lambda: listener.generation == generation)
 
     def _stream(
         self, h: _Handler, events: Generator[dict[str, Any], None, None], *, stream: bool
@@ -853,140 +820,30 @@ class FakeOllama:
             name = ModelName.parse(raw_name)
         except InvalidModelName:
             raise HTTPError(400, "invalid model name") from None
-        insecure = bool(request.get("insecure"))
-        events = self._pull_events(name, insecure, self._waiter(h), self._take_stream_faults())
+        events = self._pull_events(name, bool(request.get("insecure")), self._waiter(h))
         self._stream(h, events, stream=request.get("stream") is not False)
 
-    def _manifest_error(self, name: ModelName, insecure: bool) -> str | None:
-        with self._lock:
-            kind = self._registry_error
-            known = name in self._registry
-        if kind is None:
-            return None if known else "pull model manifest: file does not exist"
-        scheme = "http" if insecure else "https"
-        url = f"{scheme}://{name.host}/v2/{name.namespace}/{name.model}/manifests/{name.tag}"
-        host, _, port = name.host.partition(":")
-        prefix = f'pull model manifest: Get "{url}": dial tcp'
-        if kind == "dns":
-            return f"{prefix}: lookup {host} on {_DNS_RESOLVER}: no such host"
-        address = host if is_ip(host) else _REGISTRY_ADDRESS
-        port = port or ("80" if insecure else "443")
-        return f"{prefix} {address}:{port}: connect: connection refused"
-
     def _pull_events(
-        self,
-        name: ModelName,
-        insecure: bool,
-        waiter: _Waiter,
-        faults: list[StreamFault],
+        self, name: ModelName, insecure: bool, waiter: Waiter, *, faults: bool = True
     ) -> Generator[dict[str, Any], None, None]:
-        yield {"status": "pulling manifest"}
-        error = self._manifest_error(name, insecure)
-        if error is not None:
-            yield {"error": error}
-            return
         with self._lock:
-            model = self._registry[name]
-        plan = _PullPlan(
-            sorted(((int(f.at_fraction * model.size), f) for f in faults), key=lambda p: p[0])
-        )
-        reported = 0
-        last: dict[str, Any] = {"status": "pulling manifest"}
-        if (
-            yield from self._fire_faults(plan, reported, last, waiter, None, kinds=_ENDING_FAULTS)
-        ) is False:
-            return
-        for blob in model.blobs:
-            if self.has_blob(blob.digest):
-                last = progress_line(blob, blob.size)
-                yield last
-                reported += blob.size
-                if (yield from self._fire_faults(plan, reported, last, waiter, None)) is False:
-                    return
-                continue
-            outcome = yield from self._download(blob, reported, plan, waiter)
-            if not outcome:
-                return
-            reported += blob.size
-        yield {"status": "verifying sha256 digest"}
-        yield {"status": "writing manifest"}
+            unreachable = self._registry_error
+            model = self._registry.get(name)
+        manifest: FakeModel | str
+        if unreachable is None and model is not None:
+            manifest = model
+        else:
+            manifest = manifest_error(name, insecure, unreachable)
+        armed = self._take_stream_faults() if faults else []
+        return pull_events(manifest, self._pull_hooks, waiter, armed)
+
+    def _add_blob(self, digest: str, size: int) -> None:
         with self._lock:
-            removed = self._install(model)
-        if removed:
-            yield {"status": "removing unused layers"}
-        yield {"status": "success"}
+            self._blobs[digest] = size
 
-    def _download(
-        self,
-        blob: FakeBlob,
-        reported: int,
-        plan: _PullPlan,
-        waiter: _Waiter,
-    ) -> Generator[dict[str, Any], None, bool]:
-        """Follow one shared blob download to its end; return False if the pull must stop."""
-        download = self._downloads.acquire(blob.digest, blob.size)
-        try:
-            self._cap_for(plan, download, reported)
-            while True:
-                if not waiter.wait(self.tick):
-                    return False
-                completed, finished = self._downloads.poll(download)
-                last = progress_line(blob, completed)
-                yield last
-                carry_on = yield from self._fire_faults(
-                    plan, reported + completed, last, waiter, download
-                )
-                if carry_on is False:
-                    return False
-                self._cap_for(plan, download, reported)
-                if finished:
-                    self._blob_complete(download)
-                    return True
-        finally:
-            self._downloads.set_cap(download, None)
-            self._downloads.release(download)
-
-    def _cap_for(self, plan: _PullPlan, download: Download, reported: int) -> None:
-        target = plan.next_target()
-        inside = target is not None and reported <= target < reported + download.total
-        self._downloads.set_cap(
-            download, target - reported if inside and target is not None else None
-        )
-
-    def _blob_complete(self, download: Download) -> None:
-        if self._downloads.finish(download):
-            with self._lock:
-                self._blobs[download.digest] = download.total
-
-    def _fire_faults(
-        self,
-        plan: _PullPlan,
-        reported: int,
-        last: dict[str, Any],
-        waiter: _Waiter,
-        download: Download | None,
-        *,
-        kinds: frozenset[str] = _ALL_FAULTS,
-    ) -> Generator[dict[str, Any], None, bool]:
-        """Yield what the faults due at ``reported`` bytes send; return False to end the pull."""
-        for fault in plan.due(reported, kinds):
-            if fault.kind == "error":
-                yield {"error": fault.message}
-                return False
-            if fault.kind == "reset":
-                raise _Reset
-            if download is not None:
-                self._downloads.freeze(download, fault.seconds)
-            if fault.mode == "silent":
-                if not waiter.wait(fault.seconds):
-                    return False
-                continue
-            end = time.monotonic() + fault.seconds
-            while time.monotonic() < end:
-                if not waiter.wait(min(self.tick, max(0.0, end - time.monotonic()))):
-                    return False
-                yield dict(last)
-        return True
+    def _install_locked(self, model: FakeModel) -> bool:
+        with self._lock:
+            return self._install(model)
 
     # -- create -------------------------------------------------------------------------------
 
@@ -1010,7 +867,7 @@ class FakeOllama:
         self,
         name: ModelName,
         request: Mapping[str, Any],
-        waiter: _Waiter,
+        waiter: Waiter,
     ) -> Generator[dict[str, Any], None, None]:
         files: Mapping[str, Any] = request.get("files") or {}
         if files:
@@ -1052,7 +909,7 @@ class FakeOllama:
         return replace(synthetic, blobs=(*blobs, synthetic.config), template="", parameters={})
 
     def _base_from_model(
-        self, source: str, waiter: _Waiter
+        self, source: str, waiter: Waiter
     ) -> Generator[dict[str, Any], None, FakeModel | None]:
         entry = self._find_installed(source)
         if entry is not None:
@@ -1062,7 +919,7 @@ class FakeOllama:
         except InvalidModelName:
             yield {"error": "invalid model name", "status": 400}
             return None
-        for event in self._pull_events(source_name, False, waiter, []):
+        for event in self._pull_events(source_name, False, waiter, faults=False):
             yield event
             if "error" in event:
                 return None
