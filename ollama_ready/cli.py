@@ -335,7 +335,9 @@ def _add_machine_commands(command: _Factory) -> None:
         "finding with a hint. Exits 1 when a finding is an error.",
     )
     _add_host(doctor)
-    doctor.add_argument("--model", help="also check this model: present, VRAM fit, placement")
+    doctor.add_argument(
+        "--model", help="also check this model: present, VRAM fit, placement (default: none)"
+    )
     doctor.add_argument(
         "--timeout",
         type=_seconds,
@@ -569,7 +571,13 @@ def _signals(root: Deadline) -> Iterator[None]:
             raise _Terminated
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A signal the parent process ignores (a background job's SIGINT) stays ignored, as Python
+    # itself leaves an inherited SIG_IGN for SIGINT alone.
+    previous = {
+        sig: signal.signal(sig, on_signal)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:
@@ -650,6 +658,7 @@ def _failed(error: BaseException, args: argparse.Namespace) -> int:
         return _broken_pipe()
     if not isinstance(error, Exception):  # SystemExit and the like from a command: pass it on
         raise error
+    error = _unwrap(error)
     code = exit_code_for(error)
     if args.verbose:
         traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
@@ -661,11 +670,16 @@ def _failed(error: BaseException, args: argparse.Namespace) -> int:
     return code
 
 
-def _error_lines(error: Exception) -> list[str]:
-    if isinstance(error, AggregateError) and len(error.errors) == 1:
+def _unwrap(error: Exception) -> Exception:
+    """Return the one cause of a one-model ``ensure`` that failed: it says more, with its hint."""
+    if isinstance(error, AggregateError) and len(error.errors) == 1 and not error.results:
         (cause,) = error.errors.values()
         if isinstance(cause, Exception):
-            return _error_lines(cause)
+            return cause
+    return error
+
+
+def _error_lines(error: Exception) -> list[str]:
     if not isinstance(error, OllamaReadyError):
         return [
             f"error: unexpected {type(error).__name__}: {_first_line(error)}",
@@ -796,7 +810,9 @@ def _settings(**explicit: Any) -> Settings:
 
 def _ensure_options(run: _Run, *, policy: str | None) -> dict[str, Any]:
     args = run.args
-    settings = _settings()  # validates the environment before anything starts
+    # Validates the environment before anything starts. The version requirement goes through
+    # Settings, which reads a bare version ("0.5") as ">=0.5", as it reads the variable.
+    settings = _settings(min_server_version=getattr(args, "min_server_version", None))
     run.progress = _PullProgress(_progress_mode(args, settings))
     load = getattr(args, "load", None)
     require_gpu = getattr(args, "require_gpu", None)
@@ -815,7 +831,7 @@ def _ensure_options(run: _Run, *, policy: str | None) -> dict[str, Any]:
         "load": load,
         "keep_alive": getattr(args, "keep_alive", None),
         "require_gpu": require_gpu,
-        "min_server_version": getattr(args, "min_server_version", None),
+        "min_server_version": settings.min_server_version,
         "deadline": run.root,
     }
 
