@@ -29,6 +29,8 @@ FAST = RetryPolicy(base=0.02, max_interval=0.1)
 # After an abandoned stream, give the server time to notice the closed connection; else the
 # re-issued pull joins the same frozen download (as on a real server, which dedupes by digest).
 SETTLE = RetryPolicy(base=0.2, max_interval=0.2, jitter=None)
+# Enough tries, spaced enough, to outlast a port that refuses for 0.2 s.
+PATIENT = RetryPolicy(max_tries=20, base=0.05, max_interval=0.1, jitter=None)
 TINY = FakeModel.synthetic("tiny:1b", size=SIZE, layers=2)
 OTHERS = tuple(FakeModel.synthetic(f"other{i}:1b", size=SIZE, layers=2) for i in range(3))
 
@@ -214,7 +216,7 @@ def test_a_server_restart_mid_pull(
             server.restart(keep_partials=keep_partials, down_for=0.2)
 
     recorder = Recorder()
-    result = pull_model(client, "tiny:1b", retry=FAST, reporter=restart_midway)
+    result = pull_model(client, "tiny:1b", retry=PATIENT, reporter=restart_midway)
     assert restarted.is_set()
     assert result.pulled
     assert result.attempts >= 2
@@ -231,8 +233,7 @@ def test_refused_connections_and_busy_answers_are_retried(
 ) -> None:
     server.refuse_connections(0.2)
     server.fail_next(2, status=503, path="/api/pull")
-    patient = RetryPolicy(max_tries=20, base=0.05, max_interval=0.1)
-    result = pull_model(client, "tiny:1b", retry=patient)
+    result = pull_model(client, "tiny:1b", retry=PATIENT)
     assert result.attempts == 3  # two 503s, then the pull
 
 
