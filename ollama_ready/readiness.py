@@ -89,11 +89,11 @@ Schedule = Literal["constant", "expo", "fibo"]
 SCHEDULES: tuple[Schedule, ...] = ("expo", "fibo", "constant")
 
 # Poll() defaults. While refused, the lag is the time to the next probe start, uniform over
-# the interval: a 45 ms mean gives a median lag near 23 ms at about 22 connection attempts per
+# the interval: a 44 ms mean gives a median lag near 22 ms at about 23 connection attempts per
 # second (refusing costs the server nothing). Once the port is bound, a probe connects and
 # simply waits for its answer (the read timeout), so the lag there is the server's own answer
-# time. Failed answers back off from 45 ms to 2 s.
-POLL_INTERVAL = 0.045
+# time. Failed answers back off from 44 ms to 2 s.
+POLL_INTERVAL = 0.044
 POLL_JITTER = 0.1
 POLL_MAX_INTERVAL = 2.0
 PROBE_CONNECT_TIMEOUT = 2.0
