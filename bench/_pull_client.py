@@ -4,7 +4,8 @@
 
 - ``ours``: :func:`ollama_ready.pull.pull_model` (no progress reporter);
 - ``raw``: a loop over :meth:`ollama_ready.client.OllamaClient.pull`, no pull engine around it;
-- ``ollama``: the official client's ``pull(stream=True)`` loop.
+- ``ollama``: the official client's ``pull(stream=True)`` loop;
+- ``floor``: ``requests`` streaming the NDJSON and ``json.loads`` per line, nothing else.
 
 It prints one JSON line: the CPU seconds of the pull (``time.process_time``, every thread),
 its wall seconds, the peak RSS in KiB before and after the pull (``ru_maxrss``), and the number
@@ -74,6 +75,21 @@ def _raw(url: str) -> Callable[[str], int | None]:
     return pull
 
 
+def _floor(url: str) -> Callable[[str], int | None]:
+    import json as json_module
+
+    import requests
+
+    session = requests.Session()
+
+    def pull(model: str) -> int | None:
+        with session.post(f"{url}/api/pull", json={"model": model}, stream=True) as response:
+            response.raise_for_status()
+            return sum(1 for line in response.iter_lines() if json_module.loads(line))
+
+    return pull
+
+
 def _ollama(url: str) -> Callable[[str], int | None]:
     import ollama
 
@@ -89,6 +105,7 @@ CLIENTS: dict[str, Callable[[str], Callable[[str], int | None]]] = {
     "ours": _ours,
     "raw": _raw,
     "ollama": _ollama,
+    "floor": _floor,
 }
 
 

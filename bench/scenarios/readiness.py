@@ -185,7 +185,7 @@ def _sentinel(port: int) -> Iterator[None]:
 
 
 def _jobs(ctx: Context, methods: tuple[str, ...]) -> list[_Job]:
-    trials = ctx.pick(full=20, quick=4, smoke=1)
+    trials = ctx.pick(full=20, quick=3, smoke=1)
     longest = ctx.pick(full=5.0, quick=5.0, smoke=1.0)
     rng = random.Random(ctx.seed)
     jobs: list[_Job] = []
@@ -231,7 +231,7 @@ def _run(ctx: Context) -> Measured:
     if shutil.which("bash") is None:
         raise BenchError("bash is needed for the shell baselines")
     jobs = _jobs(ctx, methods)
-    workers = ctx.pick(full=8, quick=8, smoke=len(jobs))
+    workers = ctx.pick(full=6, quick=8, smoke=len(jobs))
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_warm_up) as pool:
         # Start every worker (and its imports) before the first trial.
