@@ -628,6 +628,17 @@ def test_refuse_connections_closes_the_port_then_reopens_it(server: FakeOllama) 
     assert requests.get(server.url, timeout=5).text == "Ollama is running"
 
 
+def test_refusal_takes_effect_before_refuse_connections_returns(server: FakeOllama) -> None:
+    # The acceptor is blocked in select() on the listening socket; closing it must still
+    # stop the listening at once, or connects land in a dying backlog and get reset.
+    for _ in range(25):
+        server.refuse_connections(30)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+        server.clear_faults()
+        assert requests.get(server.url, timeout=5).ok
+
+
 def test_hang_connections_accepts_but_answers_only_after_the_hang(server: FakeOllama) -> None:
     server.hang_connections(0.4)
     started = time.monotonic()

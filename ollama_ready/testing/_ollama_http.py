@@ -217,6 +217,9 @@ class Listener:
 
     def _close_listener_locked(self) -> None:
         if self._sock is not None:
+            # The acceptor's select() holds the socket open after close(); shutdown() stops
+            # the listening at once, so the very next connect is refused.
+            _shutdown(self._sock)
             self._sock.close()
             self._sock = None
             self._cond.notify_all()
