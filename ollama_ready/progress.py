@@ -256,6 +256,10 @@ class ProgressAggregator:
         self._start = self._clock.monotonic()
         self._state = _State()
         self._rate = _RateMeter()
+        # Sums over the layers, recomputed only when a layer changed (most lines repeat).
+        self._layers: tuple[LayerProgress, ...] = ()
+        self._sums: tuple[int | None, int, int] = (None, 0, 0)
+        self._dirty = False
         self._last = self._build(self._start)
 
     @property
@@ -322,6 +326,10 @@ class ProgressAggregator:
         if total is not None:
             done = min(done, total)
         previous = state.layers.get(digest)
+        state.current = digest
+        if previous is not None and previous.completed == done and total in (None, previous.total):
+            return  # the same line again: nothing changed
+        self._dirty = True
         if previous is None:
             layer = LayerProgress(digest=digest, total=total, completed=done, cached=done)
             if total is not None and done == total:
@@ -336,11 +344,11 @@ class ProgressAggregator:
                 cached=previous.cached,
             )
         state.layers[digest] = layer
-        state.current = digest
 
     def _downloaded_after_all(self, digest: str) -> None:
         state = self._state
         layer = state.layers[digest]
+        self._dirty = True
         state.downloaded += layer.cached
         state.layers[digest] = LayerProgress(
             digest=digest, total=layer.total, completed=layer.completed, cached=0
@@ -352,10 +360,17 @@ class ProgressAggregator:
 
     def _build(self, now: float) -> ProgressSnapshot:
         state = self._state
-        layers = tuple(state.layers.values())
-        known = [layer.total for layer in layers if layer.total is not None]
-        total = sum(known) if known else None
-        completed = sum(layer.completed for layer in layers)
+        if self._dirty:
+            self._dirty = False
+            self._layers = layers = tuple(state.layers.values())
+            known = [layer.total for layer in layers if layer.total is not None]
+            self._sums = (
+                sum(known) if known else None,
+                sum(layer.completed for layer in layers),
+                sum(layer.cached for layer in layers),
+            )
+        layers = self._layers
+        total, completed, cached = self._sums
         rate = self._rate.rate
         eta = None
         if state.phase == "downloading" and total is not None and rate:
@@ -368,7 +383,7 @@ class ProgressAggregator:
             layer=state.layers.get(state.current) if state.current else None,
             completed=completed,
             total=total,
-            cached=sum(layer.cached for layer in layers),
+            cached=cached,
             downloaded=state.downloaded,
             rate=rate,
             eta=eta,

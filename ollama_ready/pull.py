@@ -93,6 +93,7 @@ _CONNECT_TIMEOUT = 10.0
 _SHOW_READ_TIMEOUT = 30.0
 _DIGEST_MISMATCH_LIMIT = 3  # the server deletes a corrupt blob, so a re-pull downloads it again
 _QUEUE_SIZE = 1024
+_BACKPRESSURE_SECONDS = 0.01
 _DIGEST_PIN = re.compile(r"[0-9a-f]{12,64}")
 
 SERVER_AFTER_STOP = (
@@ -585,7 +586,8 @@ def pull_model(
     )
     if options.policy == "never":  # only a check: nothing worth sharing
         return job.run(_Flight(report).emit)
-    return _FLIGHTS.run((client.base_url, model), job, report)
+    # An "always" caller must not settle for a "missing" caller's "it is present".
+    return _FLIGHTS.run((client.base_url, model, options.policy), job, report)
 
 
 def pull_models(
@@ -1113,7 +1115,8 @@ class _Pump:
 
     def __init__(self, events: Iterator[PullEvent], label: str) -> None:
         self._events = events
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_SIZE)
+        # SimpleQueue: the hand-over costs a few microseconds per line; _offer bounds its size.
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"ollama-ready-pull-stream[{label}]", daemon=True
@@ -1165,13 +1168,13 @@ class _Pump:
                 close()
 
     def _offer(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=_POLL_SECONDS)
-            except queue.Full:
-                continue
-            return True
-        return False
+        while self._queue.qsize() >= _QUEUE_SIZE:  # a slow reporter: wait for the reader
+            if self._stop.wait(_BACKPRESSURE_SECONDS):
+                return False
+        if self._stop.is_set():
+            return False
+        self._queue.put(item)
+        return True
 
 
 # --- sharing one pull between concurrent callers -----------------------------------------------
@@ -1221,14 +1224,17 @@ def _observe(reporter: Reporter, snapshot: ProgressSnapshot, flight: _Flight) ->
         flight.unsubscribe(reporter)
 
 
+_FlightKey = tuple[str, ModelName, str]  # base URL, model, policy
+
+
 class _Flights:
-    """The pulls in progress in this process, by (server, model)."""
+    """The pulls in progress in this process, by server, model and policy."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._flights: dict[tuple[str, ModelName], _Flight] = {}
+        self._flights: dict[_FlightKey, _Flight] = {}
 
-    def run(self, key: tuple[str, ModelName], job: _PullJob, reporter: Reporter) -> PullResult:
+    def run(self, key: _FlightKey, job: _PullJob, reporter: Reporter) -> PullResult:
         while True:
             with self._lock:
                 flight = self._flights.get(key)
@@ -1242,7 +1248,7 @@ class _Flights:
                 return outcome
             # The leader gave up for reasons of its own (its deadline, Ctrl-C): lead or follow anew.
 
-    def _lead(self, key: tuple[str, ModelName], flight: _Flight, job: _PullJob) -> PullResult:
+    def _lead(self, key: _FlightKey, flight: _Flight, job: _PullJob) -> PullResult:
         try:
             result = job.run(flight.emit)
         except BaseException as exc:

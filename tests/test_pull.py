@@ -40,10 +40,12 @@ from ollama_ready.errors import (
 from ollama_ready.names import ModelName
 from ollama_ready.progress import ProgressSnapshot, PullEvent
 from ollama_ready.pull import (
+    _QUEUE_SIZE,
     ERROR_RULES,
     SERVER_AFTER_STOP,
     PullResult,
     RetryPolicy,
+    _Pump,
     classify_error,
     pull_model,
     pull_models,
@@ -904,6 +906,40 @@ def test_a_follower_with_a_short_deadline_stops_waiting() -> None:
         block.release.set()
         leader.join(5)
     assert len(client.pulls) == 1
+
+
+def test_always_does_not_settle_for_a_concurrent_missing_check() -> None:
+    block = Block()
+    client = ScriptedClient(present={ModelName.parse("tiny"): MANIFEST})
+    client.scripts.append([PullEvent("pulling manifest"), block, *success_script()])
+    results: list[PullResult] = []
+    always = threading.Thread(
+        target=lambda: results.append(pull_model(client, "tiny", policy="always"))
+    )
+    always.start()
+    time.sleep(0.1)
+    try:
+        assert not pull_model(client, "tiny").pulled  # the present model, without waiting
+    finally:
+        block.release.set()
+        always.join(5)
+    assert results[0].pulled
+
+
+def test_the_stream_reader_is_bounded_and_closes_its_stream() -> None:
+    closed = threading.Event()
+
+    def endless() -> Iterator[PullEvent]:
+        try:
+            while True:
+                yield PullEvent("pulling 1df98b4ea3fe", DIGEST, 10, 1)
+        finally:
+            closed.set()
+
+    with _Pump(endless(), "m") as pump:
+        time.sleep(0.2)  # nobody reads: the reader must stop filling the queue
+        assert 0 < pump._queue.qsize() <= _QUEUE_SIZE
+    assert closed.wait(2)
 
 
 def test_different_servers_do_not_share() -> None:
