@@ -94,7 +94,7 @@ class RecordedRequest:
     """One request the fake server received.
 
     ``body`` is the decoded JSON body, or None for an empty, non-JSON or blob-upload body.
-    ``at`` is :func:`time.monotonic` when the request headers were read.
+    ``at`` is :func:`time.monotonic` when the request had been read.
     """
 
     method: str
@@ -659,7 +659,7 @@ class FakeOllama:
                     return
             h.end_stream()
         elif raw.body and h.command != "HEAD":
-            h._write(raw.body)
+            h.write_raw(raw.body)
         if raw.close:
             h.close_connection = True
 
@@ -687,8 +687,8 @@ class FakeOllama:
             return
         h.start_stream(NDJSON_TYPE)
         try:
-            for event in [first] if first is not None else []:
-                h.write_chunk(ndjson_line(event))
+            if first is not None:
+                h.write_chunk(ndjson_line(first))
             for event in events:
                 h.write_chunk(ndjson_line({"error": event["error"]} if "error" in event else event))
             h.end_stream()
@@ -878,12 +878,14 @@ class FakeOllama:
         if base is None:
             return
         model = apply_create_request(base, name, request)
+        lines = []
         with self._lock:
             for blob in model.layers:
                 verb = "using existing" if blob.digest in self._blobs else "creating new"
                 self._blobs[blob.digest] = blob.size
-                yield {"status": f"{verb} layer {blob.digest}"}
+                lines.append({"status": f"{verb} layer {blob.digest}"})
             self._blobs[model.config.digest] = model.config.size
+        yield from lines
         yield {"status": "writing manifest"}
         with self._lock:
             self._install(model)
@@ -937,10 +939,10 @@ class FakeOllama:
     def _run_model(self, h: _Handler, request: Mapping[str, Any], *, chat: bool) -> None:
         kind = "ChatRequest" if chat else "GenerateRequest"
         raw_name = string_field(request, "model", kind)
+        keep_alive = keep_alive_seconds(request.get("keep_alive"))  # decoded with the body
         entry = self._find_installed(raw_name)
         if entry is None:
             raise HTTPError(404, f"model '{raw_name}' not found")
-        keep_alive = keep_alive_seconds(request.get("keep_alive"))
         empty = not request.get("messages") if chat else not request.get("prompt")
         if empty and keep_alive == 0:
             with self._lock:

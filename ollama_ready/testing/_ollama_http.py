@@ -414,6 +414,10 @@ class HandlerBase(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
+    def write_raw(self, data: bytes) -> None:
+        """Send bytes as they are; raise :class:`ConnectionGone` if the client left."""
+        self._write(data)
+
     def write_chunk(self, data: bytes) -> None:
         """Send one chunk of a stream; raise :class:`ConnectionGone` if the client left."""
         self._write(_chunk(data))
