@@ -34,14 +34,22 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation site."""
-    session.log("documentation site: not built yet (issue 8)")
+    """Build the documentation site with ``mkdocs build --strict`` (any warning fails it)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session
 def examples(session: nox.Session) -> None:
-    """Run the examples."""
-    session.log("examples: not written yet (issue 8)")
+    """Run the examples, the notebook and the docs' code blocks against FakeOllama."""
+    session.install("-e", ".[test,docs]")
+    session.run(
+        "pytest",
+        "tests/test_examples.py",
+        "tests/test_notebook.py",
+        "tests/test_docs.py",
+        *session.posargs,
+    )
 
 
 @nox.session
