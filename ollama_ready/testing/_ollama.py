@@ -174,14 +174,16 @@ class FakeOllama:
     model placed in VRAM as ``/api/ps`` reports it (0.0 is a CPU-only server).
 
     With ``check_host`` the server answers 403 with an empty body to a request whose Host
-    header is not local, as a real server bound to loopback does.
+    header is not local, as a real server bound to loopback does. ``load_seconds`` delays each
+    load through ``/api/generate``; ``ready_after`` keeps a freshly started server silent that
+    long (port open, nothing answered); ``models_dir`` appears in paths of error texts.
     """
 
     def __init__(
         self,
         *,
         models: Iterable[FakeModel | str] = (),
-        registry: Iterable[FakeModel] | None = None,
+        registry: Iterable[FakeModel | str] | None = None,
         version: str = "0.12.11",
         tick: float = 0.06,
         bandwidth: float | None = None,
@@ -199,7 +201,6 @@ class FakeOllama:
         check_fraction("vram_fraction", vram_fraction)
         self.version = version
         self.tick = tick
-        self.blob_min_seconds = blob_min_seconds
         self.check_host = check_host
         self.load_seconds = load_seconds
         self.ready_after = ready_after
@@ -464,6 +465,11 @@ class FakeOllama:
     def set_bandwidth(self, bytes_per_second: float | None) -> None:
         """Change the download speed per blob from now on (None: unlimited)."""
         self._downloads.set_bandwidth(bytes_per_second)
+
+    @property
+    def blob_min_seconds(self) -> float:
+        """The least time any uncached blob takes to download."""
+        return self._downloads.blob_min_seconds
 
     @property
     def bandwidth(self) -> float | None:

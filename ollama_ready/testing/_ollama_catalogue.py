@@ -17,7 +17,6 @@ from typing import Any
 from ollama_ready.names import ModelName
 
 __all__ = [
-    "apply_create_request",
     "MEDIA_CONFIG",
     "MEDIA_LICENSE",
     "MEDIA_MODEL",
@@ -26,6 +25,7 @@ __all__ = [
     "MEDIA_TEMPLATE",
     "FakeBlob",
     "FakeModel",
+    "apply_create_request",
     "default_registry",
     "go_json",
     "human_parameter_count",
@@ -39,6 +39,7 @@ MEDIA_SYSTEM = "application/vnd.ollama.image.system"
 MEDIA_PARAMS = "application/vnd.ollama.image.params"
 MEDIA_LICENSE = "application/vnd.ollama.image.license"
 MEDIA_CONFIG = "application/vnd.docker.container.image.v1+json"
+_MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
 _MEDIA_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 _DEFAULT_TEMPLATE = "{{ .Prompt }}"
@@ -405,9 +406,6 @@ def default_registry() -> tuple[FakeModel, ...]:
     )
 
 
-_MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
-
-
 def apply_create_request(base: FakeModel, name: ModelName, request: Mapping[str, Any]) -> FakeModel:
     """Return ``base`` renamed, with the request's template, system, license and parameters."""
     layers = list(base.layers)
@@ -436,9 +434,7 @@ def apply_create_request(base: FakeModel, name: ModelName, request: Mapping[str,
     messages = request.get("messages")
     if isinstance(messages, list) and messages:
         put(FakeBlob.of(go_json(messages), _MEDIA_MESSAGES))
-    config = FakeBlob.synthetic(
-        f"config:{name.full}:{[b.digest for b in layers]}", 480, base.config.media_type
-    )
+    config = _config_blob(base.details, layers)
     return replace(
         base,
         name=name.full,

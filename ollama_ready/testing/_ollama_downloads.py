@@ -86,6 +86,11 @@ class DownloadManager:
         """Simulated bytes per second per download; None means unlimited."""
         return self._bandwidth
 
+    @property
+    def blob_min_seconds(self) -> float:
+        """The least time a blob download takes, however fast the bandwidth."""
+        return self._blob_min_seconds
+
     def set_bandwidth(self, bandwidth: float | None) -> None:
         """Change the speed of running and future downloads from now on."""
         bandwidth = _check_bandwidth(bandwidth)
