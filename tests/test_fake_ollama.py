@@ -571,6 +571,8 @@ def test_keep_alive_forever_and_bad_values(server: FakeOllama) -> None:
     bad = post(server, "/api/generate", {"model": "tiny", "keep_alive": "-1"})
     assert (bad.status_code, bad.json()) == (400, {"error": 'time: invalid duration "-1"'})
     assert post(server, "/api/generate", {"model": "tiny", "keep_alive": "1h30m"}).ok
+    sub_second = post(server, "/api/generate", {"model": "tiny", "keep_alive": "500ms"})
+    assert sub_second.json()["done_reason"] == "unload"
 
 
 def test_generate_for_a_missing_model_is_404(server: FakeOllama) -> None:

@@ -950,7 +950,8 @@ class FakeOllama:
         if entry is None:
             raise HTTPError(404, f"model '{raw_name}' not found")
         empty = not request.get("messages") if chat else not request.get("prompt")
-        if empty and keep_alive == 0:
+        # Go truncates the duration to whole seconds: anything under 1 s unloads.
+        if empty and keep_alive is not None and 0 <= keep_alive < 1:
             with self._lock:
                 self._loaded.pop(entry.model.model_name, None)
             send_json(h, 200, run_reply(raw_name, chat, "unload"))
