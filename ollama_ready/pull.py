@@ -88,7 +88,7 @@ PullPolicy = Literal["missing", "always", "never"]
 """When to pull: only when absent (default), every time, or never (only check)."""
 
 _POLICIES: tuple[str, ...] = ("missing", "always", "never")
-_POLL_SECONDS = 0.25  # how often a waiting caller looks at its deadline
+_POLL_SECONDS = 0.1  # how often a waiting caller looks for a cancel() of its deadline
 _CONNECT_TIMEOUT = 10.0
 _SHOW_READ_TIMEOUT = 30.0
 _DIGEST_MISMATCH_LIMIT = 3  # the server deletes a corrupt blob, so a re-pull downloads it again
@@ -789,7 +789,7 @@ class _PullJob:
 
     def _find_present(self) -> _Listed | None:
         """Return the listing of the model when it is present (and matches the pin)."""
-        if self._stop_due():
+        if self.deadline.expired:
             raise _Stopped
         try:
             self.client.show(self.model.full, timeout=self._request_timeout())
@@ -832,7 +832,7 @@ class _PullJob:
     # -- one /api/pull request --
 
     def _attempt(self) -> None:
-        if self._stop_due():
+        if self.deadline.expired:
             raise _Stopped
         self.requests += 1
         if self.requests > 1:
@@ -845,7 +845,7 @@ class _PullJob:
         )
         watch = _StallWatch(self.options.stall_timeout, self.clock.monotonic())
         with _Pump(events, self.model.display) as pump:
-            for event in pump.events(self._stop_due):
+            for event in pump.events(self.deadline):
                 snapshot = self.aggregator.update(event)
                 self._emit(snapshot)
                 if snapshot.phase == "done":
@@ -863,9 +863,6 @@ class _PullJob:
             f"the pull stream of {self.model.display} ended without 'success' at "
             f"{_where(self.aggregator.snapshot)}"
         )
-
-    def _stop_due(self) -> bool:
-        return self.deadline.expired
 
     # -- retries --
 
@@ -1129,13 +1126,14 @@ class _Pump:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def events(self, stop_due: Callable[[], bool]) -> Iterator[PullEvent]:
+    def events(self, deadline: Deadline) -> Iterator[PullEvent]:
         """Yield events until the stream ends; raise what the stream raised, or ``_Stopped``."""
         while True:
-            if stop_due():
+            if deadline.expired:
                 raise _Stopped
             try:
-                item = self._queue.get(timeout=_POLL_SECONDS)
+                # Wake at the deadline itself, and often enough to notice a cancel().
+                item = self._queue.get(timeout=max(0.001, min(_POLL_SECONDS, deadline.remaining())))
             except queue.Empty:
                 continue
             if item is _END:
@@ -1269,7 +1267,7 @@ class _Flights:
     def _follow(self, flight: _Flight, job: _PullJob, reporter: Reporter) -> PullResult | None:
         flight.subscribe(reporter)
         try:
-            while not flight.done.wait(_POLL_SECONDS):
+            while not flight.done.wait(max(0.001, min(_POLL_SECONDS, job.deadline.remaining()))):
                 if job.deadline.expired:
                     raise job.gave_up_waiting()
         finally:
