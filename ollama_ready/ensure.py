@@ -32,7 +32,7 @@ from packaging.version import InvalidVersion, Version
 from ollama_ready._format import human_bytes
 from ollama_ready.client import OllamaClient
 from ollama_ready.clock import Clock, Deadline
-from ollama_ready.config import Settings
+from ollama_ready.config import Settings, parse_host
 from ollama_ready.errors import (
     AggregateError,
     ConfigError,
@@ -447,36 +447,53 @@ def ensure_models(
     concurrency: int = 4,
     host: str | None = None,
     wait: Strategy | str | None = None,
+    pull_policy: str | None = None,
     timeout: float | None = None,
+    stall_timeout: float | None = None,
+    progress: Any = None,
+    insecure: bool | None = None,
+    min_server_version: str | SpecifierSet | None = None,
+    load: bool | None = None,
+    keep_alive: str | float | None = None,
+    require_gpu: bool | None = None,
     session: requests.Session | None = None,
     clock: Clock | None = None,
     deadline: Deadline | None = None,
     environ: Mapping[str, str] | None = None,
-    **options: Any,
+    nvml: Any = None,
 ) -> tuple[EnsureResult, ...]:
     """Ensure several models on one server, ``concurrency`` at a time, under one deadline.
 
-    The server is waited for once. Results come back in the order the models were given. If any
-    model fails, :class:`AggregateError` lists every failed model with its own cause and carries
-    the successful results in ``results``; no model is ever skipped silently.
+    The arguments mean what they mean for :func:`ensure_model`; with no ``models``, every model
+    named by ``OLLAMA_READY_MODELS`` is ensured. The server is waited for once. Results come back
+    in the order the models were given. If any model fails, :class:`AggregateError` lists every
+    failed model with its own cause and carries the successful results in ``results``; no model
+    is ever skipped silently.
     """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
-    settings = _settings(environ, host=host, timeout=timeout, wait=wait, **options)
+    settings = _settings(
+        environ,
+        host=host,
+        timeout=timeout,
+        stall_timeout=stall_timeout,
+        pull_policy=pull_policy,
+        insecure=insecure,
+        load=load,
+        keep_alive=keep_alive,
+        require_gpu=require_gpu,
+        min_server_version=min_server_version,
+        progress=progress,
+        wait=wait,
+    )
     names = _model_names(models, settings, single=False)
-    opts = _options(
-        settings,
-        progress=options.get("progress"),
-        min_server_version=options.get("min_server_version"),
-        digest=options.get("digest"),
-        modelfile=options.get("modelfile"),
-        gguf=options.get("gguf"),
-        nvml=options.get("nvml"),
+    options = _options(
+        settings, progress=progress, min_server_version=min_server_version, nvml=nvml
     )
     with _session_scope(session) as http:
         ensurer = _ensurer(settings, http, clock, deadline, wait)
-        ensurer.prepare(opts)
-        outcomes = _run_all(names, lambda name: ensurer.ensure(name, opts), concurrency)
+        ensurer.prepare(options)
+        outcomes = _run_all(names, lambda name: ensurer.ensure(name, options), concurrency)
     return _collect(outcomes, f"models on {ensurer.client.base_url}")
 
 
@@ -489,11 +506,15 @@ def ensure_fleet(
 ) -> FleetResult:
     """Ensure the same models on every host of a fleet, concurrently, and report per host.
 
-    Raises :class:`AggregateError` keyed by host if any host fails; ``results`` then holds the
-    per-host tuples of the hosts that succeeded.
+    ``options`` are those of :func:`ensure_models`; the hosts run in parallel, each under its own
+    ``timeout``. Every host is checked before any request. Raises :class:`AggregateError` keyed
+    by host if any host fails; ``results`` then holds ``(host, results)`` for the hosts that
+    succeeded.
     """
-    if not hosts:
-        raise ConfigError("ensure_fleet needs at least one host")
+    if isinstance(hosts, str) or not hosts:
+        raise ConfigError("ensure_fleet needs a list of hosts")
+    for host in hosts:
+        parse_host(host)  # InvalidHost before any request
     wanted = [models] if isinstance(models, str) else models
 
     def one_host(host: str) -> tuple[EnsureResult, ...]:
@@ -608,10 +629,10 @@ def _options(
     *,
     progress: Any,
     min_server_version: str | SpecifierSet | None,
-    digest: str | None,
-    modelfile: str | os.PathLike[str] | None,
-    gguf: str | os.PathLike[str] | None,
     nvml: Any,
+    digest: str | None = None,
+    modelfile: str | os.PathLike[str] | None = None,
+    gguf: str | os.PathLike[str] | None = None,
 ) -> _Options:
     if settings.pull_policy not in _POLICIES:
         raise ConfigError(
