@@ -111,7 +111,7 @@ def _whole_process(ctx: Context, server: ServerProcess) -> tuple[Series, Series]
     ]
     time_command(cli, timeout=_PROCESS_TIMEOUT)
     time_command(official, timeout=_PROCESS_TIMEOUT)
-    runs = ctx.pick(full=20, quick=6, smoke=2)
+    runs = ctx.pick(full=20, quick=4, smoke=2)
     ours_ms: list[float] = []
     official_ms: list[float] = []
     for i in range(runs):

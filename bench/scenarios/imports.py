@@ -33,7 +33,7 @@ _PROGRAMS: dict[str, tuple[str, str, Role]] = {
 
 
 def _run(ctx: Context) -> Measured:
-    rounds = ctx.pick(full=30, quick=8, smoke=2)
+    rounds = ctx.pick(full=30, quick=5, smoke=2)
     rng = random.Random(ctx.seed)
     keys = list(_PROGRAMS)
     timings: dict[str, list[float]] = {key: [] for key in keys}

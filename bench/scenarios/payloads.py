@@ -154,8 +154,8 @@ def _refresh_series(ctx: Context, payloads: Path) -> tuple[Series, Series]:
 def _run(ctx: Context) -> Measured:
     if shutil.which("gzip") is None:
         raise BenchError("gzip is not installed: no baseline to compare with")
-    scale = ctx.pick(full=1.0, quick=0.2, smoke=0.02)
-    trials = ctx.pick(full=5, quick=3, smoke=1)
+    scale = ctx.pick(full=1.0, quick=0.15, smoke=0.02)
+    trials = ctx.pick(full=5, quick=2, smoke=1)
     payloads = ctx.work_dir / "payloads"
     files = make_payloads(payloads, scale, ctx.seed)
     compressed = sum(p.stat().st_size for p in files)

@@ -63,7 +63,7 @@ def _lines_per_gb(measured: dict[str, list[PullMeasurement]], size: int) -> floa
 
 def _run(ctx: Context) -> Measured:
     size = ctx.pick(full=10 * _GB, quick=2 * _GB, smoke=_GB // 2)
-    runs = ctx.pick(full=5, quick=2, smoke=1)
+    runs = ctx.pick(full=5, quick=1, smoke=1)
     names = {(c, i): f"bench-cpu-{c}-{i}:latest" for c in _CLIENTS for i in range(runs)}
     warm_up = {c: f"bench-cpu-{c}-warm-up:latest" for c in _CLIENTS}
     spec = {

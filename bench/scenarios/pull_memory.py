@@ -50,7 +50,7 @@ def _growth(series: dict[str, Series], client: str) -> float:
 
 def _run(ctx: Context) -> Measured:
     runs = ctx.pick(full=3, quick=1, smoke=1)
-    bytes_per_line = ctx.pick(full=50 * _MB, quick=100 * _MB, smoke=1000 * _MB)
+    bytes_per_line = ctx.pick(full=50 * _MB, quick=200 * _MB, smoke=1000 * _MB)
     names = {
         (c, gb, i): f"bench-rss-{c}-{gb}-{i}:latest"
         for c in _CLIENTS
