@@ -368,7 +368,12 @@ def _add_demo_command(command: _Factory) -> None:
         choices=PROGRESS_CHOICES,
         help="progress display (default: auto)",
     )
-    _add_deadline(demo)
+    demo.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="one deadline for the whole demo (default: 600; the environment is ignored)",
+    )
 
 
 def _add_output(parser: argparse.ArgumentParser) -> None:
@@ -519,9 +524,11 @@ class _Run:
     progress: _PullProgress | None = None
     log_handler: logging.Handler | None = None
     loading: bool = False
+    silenced: bool = False
 
     def quiet_down(self) -> None:
-        """Stop progress and log output: after an interrupt only its own note is printed."""
+        """Stop progress, log and result output: after an interrupt only its note is printed."""
+        self.silenced = True
         if self.progress is not None:
             self.progress.mute()
         if self.log_handler is not None:
@@ -842,7 +849,7 @@ def _cmd_ensure(run: _Run) -> int:
     args = run.args
     options = _ensure_options(run, policy=getattr(args, "policy", None))
     results = ensure_models(args.models or None, concurrency=args.concurrency, **options)
-    _emit(args, [r.to_dict() for r in results], [_describe(r) for r in results])
+    _emit(run, [r.to_dict() for r in results], [_describe(r) for r in results])
     return EXIT_OK
 
 
@@ -852,7 +859,7 @@ def _cmd_pull(run: _Run) -> int:
     args = run.args
     options = _ensure_options(run, policy="always")
     results = ensure_models(args.models, concurrency=args.concurrency, **options)
-    _emit(args, [r.to_dict() for r in results], [_describe(r) for r in results])
+    _emit(run, [r.to_dict() for r in results], [_describe(r) for r in results])
     return EXIT_OK
 
 
@@ -863,7 +870,7 @@ def _cmd_wait(run: _Run) -> int:
     report = wait_until_ready(
         args.host, strategy=args.spec, timeout=args.timeout, deadline=run.root
     )
-    _emit(args, report.to_dict(), [f"ready: {report.describe()}"])
+    _emit(run, report.to_dict(), [f"ready: {report.describe()}"])
     return EXIT_OK
 
 
@@ -882,7 +889,7 @@ def _cmd_check(run: _Run) -> int:
         timeout=args.timeout,
         deadline=run.root,
     )
-    _emit(args, report.to_dict(), [f"ok: {report.describe()}"])
+    _emit(run, report.to_dict(), [f"ok: {report.describe()}"])
     return EXIT_OK
 
 
@@ -902,7 +909,7 @@ def _cmd_list(run: _Run) -> int:
         {"name": m.name, "digest": m.digest, "size": m.size, "modified_at": m.modified_at}
         for m in models
     ]
-    _emit(args, data, rows)
+    _emit(run, data, rows)
     return EXIT_OK
 
 
@@ -910,7 +917,7 @@ def _cmd_gpus(run: _Run) -> int:
     from ollama_ready.gpu import detect_gpus
 
     report = detect_gpus()
-    _emit(run.args, report.to_dict(), report.describe().splitlines())
+    _emit(run, report.to_dict(), report.describe().splitlines())
     return EXIT_OK
 
 
@@ -918,7 +925,7 @@ def _cmd_runners(run: _Run) -> int:
     from ollama_ready.doctor import runner_report
 
     report = runner_report(runners_dir=run.args.dir)
-    _emit(run.args, report.to_dict(), report.describe().splitlines())
+    _emit(run, report.to_dict(), report.describe().splitlines())
     return EXIT_OK
 
 
@@ -927,7 +934,7 @@ def _cmd_doctor(run: _Run) -> int:
 
     args = run.args
     report = doctor(host=args.host, model=args.model, timeout=args.timeout or 10.0)
-    _emit(args, report.to_dict(), report.describe().splitlines())
+    _emit(run, report.to_dict(), report.describe().splitlines())
     return EXIT_OK if report.ok else EXIT_FAILURE
 
 
@@ -952,8 +959,11 @@ def _cmd_demo(run: _Run) -> int:
     server.set_bandwidth(max(1.0, model.size / args.seconds))
     with server:
         if talk:
-            _say(f"demo: a fake Ollama serves at {server.url} (a simulated download, no network)")
-            _say(f"$ ollama-ready ensure {wanted.display} --host {server.url}")
+            _say(
+                run,
+                f"demo: a fake Ollama serves at {server.url} (a simulated download, no network)",
+            )
+            _say(run, f"$ ollama-ready ensure {wanted.display} --host {server.url}")
         options: dict[str, Any] = {
             "host": server.url,
             "timeout": args.timeout,
@@ -962,11 +972,11 @@ def _cmd_demo(run: _Run) -> int:
             "environ": {},
         }
         result = ensure_model(args.model, **options)
-        _emit(args, result.to_dict(), [_describe(result)])
+        _emit(run, result.to_dict(), [_describe(result)])
         if talk:
-            _say("$ ollama-ready ensure again: the model is there, so no pull and no registry")
-            _say(_describe(ensure_model(args.model, **options)))
-            _say(f"next: ollama-ready ensure {wanted.display} --host YOUR-SERVER")
+            _say(run, "$ ollama-ready ensure again: the model is there, so no pull and no registry")
+            _say(run, _describe(ensure_model(args.model, **options)))
+            _say(run, f"next: ollama-ready ensure {wanted.display} --host YOUR-SERVER")
     return EXIT_OK
 
 
@@ -1000,11 +1010,15 @@ def _describe(result: EnsureResult) -> str:
     )
 
 
-def _say(line: str) -> None:
-    print(line, flush=True)
+def _say(run: _Run, line: str) -> None:
+    if not run.silenced:
+        print(line, flush=True)
 
 
-def _emit(args: argparse.Namespace, data: object, lines: Sequence[str]) -> None:
+def _emit(run: _Run, data: object, lines: Sequence[str]) -> None:
+    args = run.args
+    if run.silenced:  # interrupted: a late result of a command that was given up on
+        return
     if args.json:
         _write_json(data)
     elif not args.quiet:

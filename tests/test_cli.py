@@ -596,3 +596,24 @@ def _download_stops(server: FakeOllama, digest: str) -> bool:
         if 0 < before == server.partial_bytes(digest):
             return True
     return False
+
+
+def test_a_command_given_up_on_prints_no_late_result(
+    capsys: pytest.CaptureFixture[str], server: FakeOllama
+) -> None:
+    server.hang_connections(1.2)  # the list request blocks until then, past the interrupt
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        code, out, err = run(capsys, "list", "--host", server.url)
+    finally:
+        timer.cancel()
+    assert code == 143
+    assert "interrupted (SIGTERM)" in err
+    # Called with argv, main() returns and leaves the blocked worker to finish on its own.
+    (worker,) = (t for t in threading.enumerate() if t.name == "ollama-ready-command")
+    worker.join(5)
+    assert not worker.is_alive()
+    late_out, late_err = capsys.readouterr()
+    assert out == late_out == ""
+    assert late_err == ""
