@@ -78,6 +78,17 @@ class _Outcome:
 # --- what runs in the worker processes ---------------------------------------------------------
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    """Start workers from a fork server that has imported the heavy dependencies once."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # Third-party modules only: ollama_ready's own state (such as Poll's jitter source) must
+    # not be shared by every worker.
+    context.set_forkserver_preload(["ollama", "requests", "bench.scenarios.readiness"])
+    return context
+
+
 def _warm_up() -> None:
     """Import everything a trial uses, so no trial pays for imports."""
     import ollama
@@ -235,9 +246,8 @@ def _run(ctx: Context) -> Measured:
     if not shell:
         notes.append("bash or curl is not installed here: the shell baselines were skipped")
     jobs = _jobs(ctx, methods)
-    workers = ctx.pick(full=6, quick=8, smoke=len(jobs))
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_warm_up) as pool:
+    workers = ctx.pick(full=6, quick=8, smoke=4)
+    with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_warm_up) as pool:
         # Start every worker (and its imports) before the first trial.
         list(pool.map(_barrier, [1.0] * workers))
         outcomes = list(pool.map(_trial, jobs))
