@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._context import REPO_ROOT
-from bench._format import series_table, table, target_table
+from bench._format import number, series_table, table, target_table, verdict
 from bench._model import ScenarioResult
 from bench.scenarios import NAMES
 
@@ -81,20 +81,38 @@ def _machine_rows(results: Sequence[ScenarioResult]) -> list[list[str]]:
 def _summary(results: Sequence[ScenarioResult]) -> list[str]:
     lines = ["## Summary", ""]
     targets = [(r.title, t) for r in results for t in r.targets]
-    if not targets:
-        return [*lines, "No targets were measured.", ""]
-    met = sum(t.met is True for _, t in targets)
-    lines += [f"{met} of {len(targets)} targets met.", ""]
-    for title in dict.fromkeys(title for title, _ in targets):
-        lines += [f"**{title}**", ""]
-        lines += target_table([t for name, t in targets if name == title])
+    if targets:
+        met = sum(t.met is True for _, t in targets)
+        lines += [f"{met} of {len(targets)} targets met.", ""]
+        rows = [
+            [
+                title,
+                t.description,
+                number(t.value, t.unit),
+                f"≤ {number(t.limit, t.unit)}",
+                f"{number(t.ratio, 'x')} {t.baseline}" if t.baseline else "n/a",
+                verdict(t.met),
+            ]
+            for title, t in targets
+        ]
+        lines += table(["Scenario", "Target", "Measured", "Limit", "vs baseline", "Met"], rows)
         lines.append("")
+    else:
+        lines += ["No targets were measured.", ""]
     errors = [r for r in results if r.error]
-    for result in errors:
-        lines += [f"- {result.title}: **could not run**: {result.error}"]
+    lines += [f"- {r.title}: **could not run**: `{r.error}`" for r in errors]
     if errors:
         lines.append("")
     return lines
+
+
+def _series_notes(result: ScenarioResult) -> list[str]:
+    """What each variant ran: a note shared by several variants is printed once, on its own."""
+    users: dict[str, list[str]] = {}
+    for series in result.series:
+        if series.note:
+            users.setdefault(series.note, []).append(series.label)
+    return [f"{labels[0]}: {note}" if len(labels) == 1 else note for note, labels in users.items()]
 
 
 def _section(result: ScenarioResult) -> list[str]:
@@ -105,8 +123,7 @@ def _section(result: ScenarioResult) -> list[str]:
         lines += ["Measurements:", "", *series_table(result), ""]
     if result.targets:
         lines += ["Targets:", "", *target_table(result.targets), ""]
-    notes = [*result.notes]
-    notes += [f"{s.label}: {s.note}" for s in result.series if s.note]
+    notes = [*result.notes, *_series_notes(result)]
     notes.append(f"level {result.level}, {result.duration:.0f} s, started {result.started}")
     lines += ["How it was measured:", "", *(f"- {note}" for note in notes), ""]
     return lines

@@ -271,8 +271,9 @@ def _run(ctx: Context) -> Measured:
         targets.append(_attempts_target(mode, ours, baseline))
     longest = _longest(ctx)
     notes += [
-        f"{len(jobs)} trials, {workers} at a time in separate worker processes, each with its own "
-        "FakeOllama (the waiters sleep most of the time, so concurrency barely touches the lags)",
+        f"{len(jobs)} trials, {workers} at a time (to keep the wall time reasonable) in separate "
+        "worker processes, each trial with its own FakeOllama; concurrent trials share the "
+        "CPUs, which can only add to the lags",
         f"T drawn uniformly from [0.2, {longest:.1f}] s (seed {ctx.seed}); the waiters of a "
         "trial share the same T",
         "refused: lag = return time - (time just before the server started + T); the port "
