@@ -124,7 +124,11 @@ def _section(result: ScenarioResult) -> list[str]:
     if result.targets:
         lines += ["Targets:", "", *target_table(result.targets), ""]
     notes = [*result.notes, *_series_notes(result)]
-    notes.append(f"level {result.level}, {result.duration:.0f} s, started {result.started}")
+    load = ", ".join(map(str, result.machine.get("load_average") or ())) or "n/a"
+    notes.append(
+        f"level {result.level}, {result.duration:.0f} s, started {result.started}, "
+        f"load average then {load}"
+    )
     lines += ["How it was measured:", "", *(f"- {note}" for note in notes), ""]
     return lines
 
