@@ -15,6 +15,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ollama_ready._format import human_bytes, human_seconds
+
 if TYPE_CHECKING:
     from ollama_ready.progress import ProgressSnapshot
 
@@ -24,41 +26,17 @@ __all__ = [
     "NullReporter",
     "TqdmReporter",
     "format_bytes",
-    "format_duration",
 ]
-
-_UNITS = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3))
 
 
 def format_bytes(count: float | None) -> str:
-    """Format a byte count the way ``ollama pull`` does (decimal units: ``262 KB``, ``6.7 GB``)."""
+    """Format a byte count the way ``ollama pull`` does (decimal units: ``262 KB``, ``6.7 GB``).
+
+    Unknown (``None``, NaN) reads ``?``; a negative count reads ``0 B``.
+    """
     if count is None or math.isnan(count):
         return "?"
-    count = max(0.0, count)
-    for unit, size in _UNITS:
-        if count >= size:
-            value = count / size
-            if value >= 10 or value == math.trunc(value):
-                return f"{int(value)} {unit}"
-            return f"{value:.1f} {unit}"
-    return f"{int(count)} B"
-
-
-def format_duration(seconds: float | None) -> str:
-    """Format a duration compactly: ``0.4s``, ``12s``, ``9m02s``, ``1h02m``."""
-    if seconds is None or math.isnan(seconds) or math.isinf(seconds):
-        return "?"
-    seconds = max(0.0, seconds)
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return human_bytes(max(0.0, count))
 
 
 def describe(snapshot: ProgressSnapshot) -> str:
@@ -73,7 +51,7 @@ def describe(snapshot: ProgressSnapshot) -> str:
         if snapshot.message:
             return snapshot.message
         return (
-            f"success: {format_bytes(snapshot.total or 0)} in {format_duration(snapshot.elapsed)} "
+            f"success: {format_bytes(snapshot.total or 0)} in {human_seconds(snapshot.elapsed)} "
             f"({format_bytes(snapshot.downloaded)} downloaded, "
             f"{format_bytes(snapshot.cached)} already present)"
         )
@@ -96,7 +74,7 @@ def _layer_text(snapshot: ProgressSnapshot) -> str:
     if snapshot.rate is not None:
         text += f", {format_bytes(snapshot.rate)}/s"
     if snapshot.eta is not None:
-        text += f", eta {format_duration(snapshot.eta)}"
+        text += f", eta {human_seconds(snapshot.eta)}"
     return text
 
 
@@ -282,7 +260,7 @@ class TqdmReporter:
             if snapshot.rate is not None:
                 parts.append(f"{format_bytes(snapshot.rate)}/s")
             if snapshot.eta is not None:
-                parts.append(f"eta {format_duration(snapshot.eta)}")
+                parts.append(f"eta {human_seconds(snapshot.eta)}")
             return " ".join(parts)
         if snapshot.phase == "done":
             return "success"

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ollama_ready._reporters import format_bytes
+from ollama_ready._format import human_bytes
 from ollama_ready.clock import Deadline
 from ollama_ready.errors import (
     ConfigError,
@@ -143,7 +143,7 @@ def file_digest(
                 cause = "was cancelled" if deadline.cancelled else "ran out"
                 raise DeadlineExceeded(
                     f"the deadline {cause} while hashing {os.fspath(path)} "
-                    f"({format_bytes(size)} read in {deadline.elapsed():.1f}s)",
+                    f"({human_bytes(size)} read in {deadline.elapsed():.1f}s)",
                     phase="create",
                 )
     return f"sha256:{digest.hexdigest()}", size
@@ -311,7 +311,7 @@ class _CreateJob:
             self.progress.blob(name, digest, size, uploaded=False)
             return digest
         self._check(f"before uploading {path}")
-        logger.info("%s: uploading %s (%s, %s)", self.name, path, format_bytes(size), digest)
+        logger.info("%s: uploading %s (%s, %s)", self.name, path, human_bytes(size), digest)
         self.progress.uploading(name, digest, size)
         try:
             self.client.push_blob(digest, path, timeout=self._timeout())
@@ -406,7 +406,7 @@ class _CreateJob:
 def _summary(result: CreateResult) -> str:
     verb = "created" if result.created else "already up to date:"
     return (
-        f"{verb} {result.name} ({format_bytes(result.bytes_uploaded)} uploaded, "
+        f"{verb} {result.name} ({human_bytes(result.bytes_uploaded)} uploaded, "
         f"{len(result.present)} of {len(result.present) + len(result.uploaded)} files "
         "already on the server)"
     )
@@ -430,11 +430,11 @@ class _Progress:
         if self._reporter is None:
             return
         size = path.stat().st_size
-        self._emit("verifying", f"hashing {file_name} ({format_bytes(size)})")
+        self._emit("verifying", f"hashing {file_name} ({human_bytes(size)})")
 
     def uploading(self, file_name: str, digest: str, size: int) -> None:
         self._layers[digest] = LayerProgress(digest=digest, total=size, completed=0, cached=0)
-        self._emit("writing", f"uploading {file_name} ({format_bytes(size)})")
+        self._emit("writing", f"uploading {file_name} ({human_bytes(size)})")
 
     def blob(self, file_name: str, digest: str, size: int, *, uploaded: bool) -> None:
         cached = 0 if uploaded else size

@@ -34,7 +34,8 @@ from typing import Literal, Protocol, TypeVar
 
 import backoff
 
-from ollama_ready._reporters import format_bytes, format_duration
+from ollama_ready._format import human_seconds
+from ollama_ready._reporters import format_bytes
 from ollama_ready.clock import Clock, Deadline
 from ollama_ready.errors import (
     AggregateError,
@@ -853,7 +854,7 @@ class _PullJob:
                 if watch.stalled(snapshot, self.clock.monotonic()):
                     raise PullStalled(
                         f"pull of {self.model.display} stalled: no progress for "
-                        f"{format_duration(self.options.stall_timeout)} at {_where(snapshot)}",
+                        f"{human_seconds(self.options.stall_timeout)} at {_where(snapshot)}",
                         host=self.client.base_url,
                         model=self.model.display,
                         phase="pull",
@@ -902,8 +903,8 @@ class _PullJob:
         if self.deadline.expired or delay >= remaining:
             raise self._exhausted(
                 failure,
-                f"after {attempts} attempts: the deadline leaves {format_duration(remaining)}, "
-                f"the next attempt was due in {format_duration(delay)}",
+                f"after {attempts} attempts: the deadline leaves {human_seconds(remaining)}, "
+                f"the next attempt was due in {human_seconds(delay)}",
             ) from failure.cause
         logger.warning(
             "pull of %s: attempt %d of %d failed (%s: %s); retrying in %.1fs",
@@ -1000,7 +1001,7 @@ class _PullJob:
         return self._error(DigestMismatch, message, hint)
 
     def _exhausted(self, failure: _Failure, how: str) -> OllamaReadyError:
-        spent = format_duration(self.clock.monotonic() - self.started)
+        spent = human_seconds(self.clock.monotonic() - self.started)
         return self._error(
             PullRetriesExhausted,
             f"pull of {self.model.display} did not complete {how} in {spent}; last error "
@@ -1011,7 +1012,7 @@ class _PullJob:
     def _stopped_error(self) -> DeadlineExceeded:
         why = "was cancelled" if self.deadline.cancelled else "ran out"
         budget = self.deadline.timeout
-        of = f" of {format_duration(budget)}" if budget is not None else ""
+        of = f" of {human_seconds(budget)}" if budget is not None else ""
         snapshot = self.aggregator.snapshot
         at = f" at {_where(snapshot)}" if self.requests else ""
         return DeadlineExceeded(

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from ollama_ready._reporters import format_bytes, format_duration
+from ollama_ready._reporters import format_bytes
 from ollama_ready.errors import ConfigError
 from ollama_ready.progress import (
     JsonReporter,
@@ -409,15 +409,10 @@ def test_importing_progress_does_not_import_tqdm() -> None:
         (6_700_000_000, "6.7 GB"),
         (12_800_000_000, "12 GB"),
         (-3, "0 B"),
+        (math.nan, "?"),
+        (999.7, "999 B"),
+        (41_300_000.5, "41 MB"),
     ],
 )
-def test_format_bytes_like_ollama(count: int | None, text: str) -> None:
+def test_format_bytes_like_ollama(count: float | None, text: str) -> None:
     assert format_bytes(count) == text
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(0.44, "0.4s"), (12.7, "12s"), (542, "9m02s"), (3720, "1h02m"), (math.inf, "?")],
-)
-def test_format_duration(seconds: float, text: str) -> None:
-    assert format_duration(seconds) == text
