@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -373,6 +374,8 @@ class CliRun:
     reported: float
     ended: float
     duration: float
+    max_rss_kib: int
+    """The peak resident memory of the process (``getrusage``'s ``ru_maxrss``)."""
 
 
 def run_cli(
@@ -404,17 +407,28 @@ def run_cli(
     ]
     for reader in readers:
         reader.start()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    waited: list[tuple[int, int]] = []  # (wait status, max RSS in KiB)
+
+    def reap() -> None:
+        _, status, usage = os.wait4(process.pid, 0)
+        waited.append((status, usage.ru_maxrss))
+
+    reaper = threading.Thread(target=reap, name="cli-reaper", daemon=True)
+    reaper.start()
+    reaper.join(timeout)
+    if not waited:
         process.kill()
-        process.wait()
+        reaper.join(5)
+        if waited:
+            process.returncode = os.waitstatus_to_exitcode(waited[0][0])
         for reader in readers:
             reader.join(5)
         raise AssertionError(
             f"the CLI hung: still running after {timeout:g} s\n{_text(err)[-4000:]}"
-        ) from None
+        )
     ended = time.time()
+    status, max_rss = waited[0]
+    process.returncode = os.waitstatus_to_exitcode(status)
     for reader in readers:
         reader.join(5)
     return CliRun(
@@ -424,6 +438,7 @@ def run_cli(
         reported=max((at for at, _ in out + err), default=ended),
         ended=ended,
         duration=time.monotonic() - started,
+        max_rss_kib=max_rss,
     )
 
 
