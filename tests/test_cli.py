@@ -8,7 +8,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -563,23 +563,38 @@ def test_sigterm_during_a_pull_returns_143_and_stops_the_download(
     capsys: pytest.CaptureFixture[str], server: FakeOllama
 ) -> None:
     server.set_bandwidth(20_000_000)  # 20 s for the weights: only the signal ends it
+    weights = _weights_digest(PULLABLE)
     previous = signal.getsignal(signal.SIGTERM)
-    timer = threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGTERM))
-    started = time.monotonic()
-    timer.start()
-    try:
-        code, out, err = run(capsys, "ensure", PULLABLE, "--host", server.url)
-    finally:
-        timer.cancel()
+    killer = Killer(lambda: server.partial_bytes(weights) > 0)
+    code, out, err = run(capsys, "ensure", PULLABLE, "--host", server.url)
+    returned = time.monotonic()
     assert code == 143
-    assert time.monotonic() - started < 1.5
+    assert killer.sent_at is not None
+    assert returned - killer.sent_at < 1.0
     assert out == ""
     assert "interrupted (SIGTERM)" in err
     assert f"the pull of {PULLABLE} was " in err
     assert "Traceback" not in err
     assert signal.getsignal(signal.SIGTERM) is previous
+    assert _download_stops(server, weights)
 
-    assert _download_stops(server, _weights_digest(PULLABLE))
+
+class Killer:
+    """Send SIGTERM to this process once ``ready()`` holds (the command's handler is in place)."""
+
+    def __init__(self, ready: Callable[[], bool], timeout: float = 10.0) -> None:
+        self.sent_at: float | None = None
+        self._ready = ready
+        self._until = time.monotonic() + timeout
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while time.monotonic() < self._until:
+            if self._ready():
+                self.sent_at = time.monotonic()
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.01)
 
 
 def _weights_digest(name: str) -> str:
@@ -601,18 +616,21 @@ def _download_stops(server: FakeOllama, digest: str) -> bool:
 def test_a_command_given_up_on_prints_no_late_result(
     capsys: pytest.CaptureFixture[str], server: FakeOllama
 ) -> None:
-    server.hang_connections(1.2)  # the list request blocks until then, past the interrupt
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
-    try:
-        code, out, err = run(capsys, "list", "--host", server.url)
-    finally:
-        timer.cancel()
+    server.hang_connections(2)  # the list request blocks until then, past the interrupt
+    previous = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+    killer = Killer(
+        lambda: (
+            signal.getsignal(signal.SIGTERM) is not previous and time.monotonic() - started > 0.3
+        )
+    )
+    code, out, err = run(capsys, "list", "--host", server.url)
     assert code == 143
+    assert killer.sent_at is not None
     assert "interrupted (SIGTERM)" in err
     # Called with argv, main() returns and leaves the blocked worker to finish on its own.
     (worker,) = (t for t in threading.enumerate() if t.name == "ollama-ready-command")
-    worker.join(5)
+    worker.join(10)
     assert not worker.is_alive()
     late_out, late_err = capsys.readouterr()
     assert out == late_out == ""
