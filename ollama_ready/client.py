@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ollama_ready._format import go_duration_seconds
 from ollama_ready._http import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_LINE_BYTES,
@@ -77,18 +78,6 @@ _MIN_TIMEOUT = 0.001
 _JSON = "application/json"
 _NDJSON = "application/x-ndjson, application/json"
 _DIGEST = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
-_GO_DURATION = re.compile(r"[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+")
-_GO_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]*)(ns|us|µs|μs|ms|s|m|h)")
-_GO_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
 _GO_MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
 
 _ClientT = TypeVar("_ClientT", bound="OllamaClient")
@@ -806,7 +795,7 @@ def validate_keep_alive(value: str | float) -> str | float:
             raise ConfigError(f"keep_alive must be a finite number of seconds, got {value!r}")
         return value
     text = value.strip()
-    if text.lstrip("+-") == "0" or _go_duration_seconds(text) is not None:
+    if text.lstrip("+-") == "0" or _is_go_duration(text):
         return text
     hint = "a number means seconds and a negative one keeps the model loaded forever"
     if re.fullmatch(r"[-+]?[0-9]+(?:\.[0-9]+)?", text):
@@ -820,14 +809,7 @@ def validate_keep_alive(value: str | float) -> str | float:
     )
 
 
-def _go_duration_seconds(text: str) -> float | None:
-    """Return the seconds of a Go duration string, or None if Go would reject it."""
-    if not _GO_DURATION.fullmatch(text):
-        return None
-    sign = -1.0 if text.startswith("-") else 1.0
-    total = 0.0
-    for number, unit in _GO_DURATION_PART.findall(text.lstrip("+-")):
-        total += float(number) * _GO_UNITS[unit]
-    if total > _GO_MAX_DURATION_SECONDS:
-        return None
-    return sign * total
+def _is_go_duration(text: str) -> bool:
+    """Return whether Go's ``time.ParseDuration`` accepts ``text`` (form and range)."""
+    seconds = go_duration_seconds(text)
+    return seconds is not None and abs(seconds) <= _GO_MAX_DURATION_SECONDS

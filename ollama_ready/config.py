@@ -24,6 +24,7 @@ from typing import Any, Final, TypeVar
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from ollama_ready._format import go_duration_seconds
 from ollama_ready._version import __version__
 from ollama_ready.errors import ConfigError, InvalidHost
 from ollama_ready.names import ModelName
@@ -283,17 +284,6 @@ _BOOLEANS: Final = {
 }
 _NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 _SECONDS = re.compile(rf"[+-]?{_NUMBER}(?:[eE][+-]?[0-9]+)?")
-_DURATION_PART = re.compile(rf"({_NUMBER})(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_UNITS: Final = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -459,18 +449,10 @@ def _parse_seconds(text: str) -> float:
 
 
 def _duration_seconds(text: str) -> float:
-    sign = -1.0 if text.startswith("-") else 1.0
-    body = text[1:] if text[:1] in "+-" else text
-    total, position = 0.0, 0
-    while position < len(body):
-        match = _DURATION_PART.match(body, position)
-        if match is None:
-            break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    if not body or position != len(body):
+    seconds = go_duration_seconds(text)
+    if seconds is None:
         raise ConfigError(f"{text!r} is neither seconds nor a duration such as 90s, 5m or 1h30m")
-    return sign * total
+    return seconds
 
 
 def _parse_headers(text: str) -> dict[str, str]:

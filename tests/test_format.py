@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ollama_ready._format import human_bytes, human_seconds
+from ollama_ready._format import go_duration_seconds, human_bytes, human_seconds
 
 
 @pytest.mark.parametrize(
@@ -54,3 +54,32 @@ def test_human_bytes_matches_ollama(count: float | None, text: str) -> None:
 )
 def test_human_seconds(seconds: float | None, text: str) -> None:
     assert human_seconds(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("-1m", -60.0),
+        ("+1.5h", 5400.0),
+        (".5s", 0.5),
+        ("1.s", 1.0),
+        ("500ms", 0.5),
+        ("2us", 2e-6),
+        ("2µs", 2e-6),
+        ("3ns", 3e-9),
+        ("1h1m1s", 3661.0),
+        ("3000000h", 1.08e10),  # the form only: the range is the caller's to check
+    ],
+)
+def test_go_duration_seconds(text: str, seconds: float) -> None:
+    assert go_duration_seconds(text) == pytest.approx(seconds)
+
+
+# "0" is Go's one unitless duration; the callers decide what a bare number means.
+@pytest.mark.parametrize(
+    "text", ["", "0", "5", "-", "m", "5 m", "1..5s", "+-5m", "1h-5m", "5d", "1e3s"]
+)
+def test_go_duration_seconds_rejects_numbers_without_units_and_other_forms(text: str) -> None:
+    assert go_duration_seconds(text) is None
