@@ -659,13 +659,19 @@ class _Fields:
             yield _Fields(_Answer(item, self.ex), f"{key}[{index}]")
 
 
-def _model_info(fields: _Fields) -> ModelInfo:
+def _names(fields: _Fields) -> tuple[str, str]:
+    """Return an entry's ``name`` and ``model``; each stands in for the other when absent."""
     name = fields.text("name") or fields.text("model")
     if not name:
         raise fields.wrong("name", "a model name")
+    return name, fields.text("model") or name
+
+
+def _model_info(fields: _Fields) -> ModelInfo:
+    name, model = _names(fields)
     return ModelInfo(
         name=name,
-        model=fields.text("model") or name,
+        model=model,
         digest=_bare_digest(fields.text("digest")),
         size=fields.count("size"),
         modified_at=fields.text("modified_at"),
@@ -674,12 +680,10 @@ def _model_info(fields: _Fields) -> ModelInfo:
 
 
 def _running_model(fields: _Fields) -> RunningModel:
-    name = fields.text("name") or fields.text("model")
-    if not name:
-        raise fields.wrong("name", "a model name")
+    name, model = _names(fields)
     return RunningModel(
         name=name,
-        model=fields.text("model") or name,
+        model=model,
         digest=_bare_digest(fields.text("digest")),
         size=fields.count("size"),
         size_vram=fields.count("size_vram"),
