@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TIMEOUT",
     "LOAD_READ_TIMEOUT",
+    "ListedModel",
     "ModelDetails",
     "ModelInfo",
     "OllamaClient",
@@ -94,6 +95,19 @@ class ModelInfo:
     size: int
     modified_at: str
     details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ListedModel(Protocol):
+    """What pull and create read of an ``/api/tags`` entry; :class:`ModelInfo` provides it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

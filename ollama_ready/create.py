@@ -35,7 +35,7 @@ from ollama_ready.names import ModelName
 from ollama_ready.progress import LayerProgress, Phase, ProgressSnapshot, PullEvent, Reporter
 
 if TYPE_CHECKING:
-    from ollama_ready.client import Timeout
+    from ollama_ready.client import ListedModel, Timeout
 
 __all__ = ["CreateClient", "CreateResult", "create_model", "file_digest"]
 
@@ -46,19 +46,6 @@ _GGUF_MAGIC = b"GGUF"
 _CONNECT_TIMEOUT = 5.0
 # Without a deadline a create may be silent for long (safetensors conversion, quantizing).
 _UNBOUNDED_READ_TIMEOUT = 3600.0
-
-
-class _Listed(Protocol):
-    """What create needs from an ``/api/tags`` entry."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def digest(self) -> str: ...
-
-    @property
-    def size(self) -> int: ...
 
 
 class CreateClient(Protocol):
@@ -73,7 +60,7 @@ class CreateClient(Protocol):
         self, digest: str, path: str | os.PathLike[str], *, timeout: Timeout | None = None
     ) -> bool: ...
 
-    def list_models(self, *, timeout: Timeout | None = None) -> Sequence[_Listed]: ...
+    def list_models(self, *, timeout: Timeout | None = None) -> Sequence[ListedModel]: ...
 
     def create(
         self,
@@ -376,7 +363,7 @@ class _CreateJob:
                 raise self._deadline_error("waiting for /api/create") from exc
             raise
 
-    def _listed(self) -> _Listed | None:
+    def _listed(self) -> ListedModel | None:
         wanted = ModelName.parse(self.name)
         for info in self.client.list_models(timeout=self._timeout()):
             if wanted.matches(info.name):

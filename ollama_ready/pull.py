@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import backoff
 
@@ -65,6 +65,9 @@ from ollama_ready.progress import (
     Reporter,
     make_reporter,
 )
+
+if TYPE_CHECKING:
+    from ollama_ready.client import ListedModel, Timeout
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -480,15 +483,6 @@ class PullOutcomes:
 # --- what pull_model needs from a client -------------------------------------------------------
 
 
-class _ListedModel(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def digest(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-
-
 class PullClient(Protocol):
     """The part of :class:`~ollama_ready.client.OllamaClient` that :func:`pull_model` uses."""
 
@@ -502,14 +496,12 @@ class PullClient(Protocol):
         name: str,
         *,
         verbose: bool = False,
-        timeout: float | tuple[float, float] | None = None,
+        timeout: Timeout | None = None,
     ) -> object:
         """Describe a present model; raise ModelNotPresent when absent."""
         ...
 
-    def list_models(
-        self, *, timeout: float | tuple[float, float] | None = None
-    ) -> Sequence[_ListedModel]:
+    def list_models(self, *, timeout: Timeout | None = None) -> Sequence[ListedModel]:
         """List the present models (``/api/tags``)."""
         ...
 
@@ -518,7 +510,7 @@ class PullClient(Protocol):
         name: str,
         *,
         insecure: bool = False,
-        timeout: float | tuple[float, float] | None = None,
+        timeout: Timeout | None = None,
     ) -> Iterator[PullEvent]:
         """Start a pull and yield its events."""
         ...
