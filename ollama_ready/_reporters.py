@@ -103,7 +103,12 @@ class _Periodic:
     """Speak on a phase or layer change, per ``step`` % of a layer, or every ``interval`` s."""
 
     def __init__(
-        self, stream: TextIO | None, *, step: float, interval: float, label: str | None
+        self,
+        stream: TextIO | None = None,
+        *,
+        step: float = 5.0,
+        interval: float = 10.0,
+        label: str | None = None,
     ) -> None:
         if not step > 0 or not interval > 0:
             raise ValueError("step and interval must be positive")
@@ -125,6 +130,9 @@ class _Periodic:
 
     def _render(self, snapshot: ProgressSnapshot) -> str:
         raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(step={self._step}, interval={self._interval})"
 
     def _due(self, snapshot: ProgressSnapshot) -> bool:
         cadence = self._cadence.setdefault(snapshot.model, _Cadence())
@@ -157,44 +165,18 @@ class LinesReporter(_Periodic):
         llama3.2:1b: pulling 74701a8c35f6:  45% of 1.3 GB, 41 MB/s, eta 17s
     """
 
-    def __init__(
-        self,
-        stream: TextIO | None = None,
-        *,
-        step: float = 5.0,
-        interval: float = 10.0,
-        label: str | None = None,
-    ) -> None:
-        super().__init__(stream, step=step, interval=interval, label=label)
-
     def _render(self, snapshot: ProgressSnapshot) -> str:
         return f"{self._label or snapshot.model}: {describe(snapshot)}"
-
-    def __repr__(self) -> str:
-        return f"LinesReporter(step={self._step}, interval={self._interval})"
 
 
 class JsonReporter(_Periodic):
     """Write one JSON object per line, at the cadence of :class:`LinesReporter` (log pipelines)."""
-
-    def __init__(
-        self,
-        stream: TextIO | None = None,
-        *,
-        step: float = 5.0,
-        interval: float = 10.0,
-        label: str | None = None,
-    ) -> None:
-        super().__init__(stream, step=step, interval=interval, label=label)
 
     def _render(self, snapshot: ProgressSnapshot) -> str:
         record = snapshot.as_dict()
         if self._label:
             record["model"] = self._label
         return json.dumps(record, separators=(",", ":"))
-
-    def __repr__(self) -> str:
-        return f"JsonReporter(step={self._step}, interval={self._interval})"
 
 
 _BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{postfix}"
