@@ -57,15 +57,17 @@ class GpuInfo:
         uuid: The device ID Ollama uses (``gpu_id``): ``GPU-…`` for CUDA, ``GPU-%016x`` of the
             ``unique_id`` for ROCm, or the decimal index when the device has no UUID.
         name: The marketing name (``NVIDIA H100 80GB HBM3``); for ROCm ``vendor:device`` in hex.
-        total_memory, free_memory, used_memory: Bytes. For CUDA they come from NVML, whose free
-            figure can differ slightly from ``cuMemGetInfo``.
+        total_memory: Bytes in all (for CUDA from NVML, like the two below).
+        free_memory: Bytes free; NVML's figure can differ slightly from ``cuMemGetInfo``.
+        used_memory: Bytes in use.
         compute: ``"9.0"`` for CUDA, ``"gfx90a"`` for ROCm, ``""`` for Metal.
         compute_capability: ``(major, minor)`` for CUDA, ``None`` otherwise.
         pci_bus_id: ``00000000:19:00.0`` style, when known.
         variant: The build variant Ollama would pick (``v11``, ``v12``, ``v13``, ``jetpack6``);
             ``""`` for ROCm, Metal and unsupported devices.
-        driver_major, driver_minor: The CUDA driver API version (12.4) for CUDA, the amdgpu
-            module version for ROCm; ``0`` when unknown.
+        driver_major: The major part of the driver version: of the CUDA driver API version
+            (12.4) for CUDA, of the amdgpu module version for ROCm; ``0`` when unknown.
+        driver_minor: Its minor part; ``0`` when unknown.
         minimum_memory: Bytes Ollama keeps free on this GPU (457 MiB CUDA/ROCm, 512 MiB Metal).
         supported: ``False`` when Ollama would not use the device; then ``unsupported_reason``
             says why in one human sentence.

@@ -465,17 +465,23 @@ def doctor(
         runners_dir: The runners dir; ``None`` searches like Ollama (:func:`locate_runners`).
         num_ctx: Context per slot for the fit; ``None`` uses the model's ``num_ctx``
             parameter, else Ollama's default.
-        parallel, gpu_overhead, kv_cache_type: The server's ``OLLAMA_NUM_PARALLEL``,
-            ``OLLAMA_GPU_OVERHEAD`` and ``OLLAMA_KV_CACHE_TYPE`` for the fit (the server's
-            settings, which this process cannot see).
+        parallel: The server's ``OLLAMA_NUM_PARALLEL``, for the fit (this process cannot
+            see the server's settings, so they are arguments).
+        gpu_overhead: The server's ``OLLAMA_GPU_OVERHEAD`` in bytes, for the fit.
+        kv_cache_type: The server's ``OLLAMA_KV_CACHE_TYPE``, for the fit.
         era: The CUDA variant rule; ``None`` picks the rule of the server's version when it
             has one, else seed 001's (v0.4).
         environ: The environment (settings, ``CUDA_VISIBLE_DEVICES``, ``OLLAMA_LLM_LIBRARY``,
             ``PATH``); ``None`` means ``os.environ``.
-        session, nvml, cpuinfo, platform, sysfs_root, kfd_device, exe, cwd, clock: Seams for
-            tests: the HTTP session, the NVML binding, the ``/proc/cpuinfo`` text,
-            ``(goos, goarch)``, the sysfs root and ``/dev/kfd`` (ROCm), the ``ollama``
-            executable and the working dir (runners search), and the clock.
+        session: The HTTP session (a seam for tests, as are the arguments below).
+        nvml: The NVML binding.
+        cpuinfo: The ``/proc/cpuinfo`` text.
+        platform: ``(goos, goarch)``.
+        sysfs_root: The sysfs root (ROCm).
+        kfd_device: The ``/dev/kfd`` device (ROCm).
+        exe: The ``ollama`` executable (runners search).
+        cwd: The working dir (runners search).
+        clock: The clock of the ``timeout``.
 
     Raises:
         ConfigError: ``host``, ``model`` or a number argument is invalid (checked before
@@ -566,8 +572,13 @@ def runner_report(
         era: The CUDA variant rule for detection (when ``gpus`` is ``None``).
         environ: Supplies ``OLLAMA_LLM_LIBRARY``, ``PATH`` and the GPU variables; ``None``
             means ``os.environ``.
-        nvml, cpuinfo, platform, sysfs_root, kfd_device, exe, cwd: Seams for tests, as in
-            :func:`doctor`.
+        nvml: The NVML binding (a seam for tests, as in :func:`doctor`; so are the rest).
+        cpuinfo: The ``/proc/cpuinfo`` text.
+        platform: ``(goos, goarch)``.
+        sysfs_root: The sysfs root (ROCm).
+        kfd_device: The ``/dev/kfd`` device (ROCm).
+        exe: The ``ollama`` executable (runners search).
+        cwd: The working dir (runners search).
     """
     goos, goarch = platform or host_platform()
     cpu = cpu_capability(cpuinfo)

@@ -283,8 +283,10 @@ def detect_gpus(
             are read; ``None`` means ``os.environ``.
         era: The Ollama version range whose CUDA variant rule applies (:class:`CudaEra` or its
             value, default ``"0.4"``).
-        system, machine: The host for the Jetson rule (``sys.platform`` / ``platform.machine()``
-            values, or Go names); ``None`` means this host.
+        system: The host's system for the Jetson rule (a ``sys.platform`` value or a Go
+            name); ``None`` means this host.
+        machine: The host's machine for the Jetson rule (a ``platform.machine()`` value or a
+            Go name); ``None`` means this host.
         tegra_release: The text of ``/etc/nv_tegra_release``; ``None`` reads it on linux/arm64,
             ``""`` means there is none.
 
@@ -456,8 +458,10 @@ def detect_metal(
     or this host's), an upper bound that a note points out.
 
     Args:
-        system, machine: The host (``sys.platform``/``platform.machine()`` values or Go names);
-            ``None`` means this host. Only darwin/arm64 has a Metal GPU for Ollama.
+        system: The host's system (a ``sys.platform`` value or a Go name); ``None`` means
+            this host. Only darwin/arm64 has a Metal GPU for Ollama.
+        machine: The host's machine (a ``platform.machine()`` value or a Go name); ``None``
+            means this host.
         recommended_max_working_set_size: Bytes, from ``MTLDevice.recommendedMaxWorkingSetSize``.
         system_memory: Bytes of RAM; ``None`` asks the operating system.
     """
