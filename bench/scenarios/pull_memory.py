@@ -1,8 +1,9 @@
 """Peak RSS of a pull: 1 GB against 100 GB simulated. Memory must not grow with the pull.
 
-Each pull runs in a fresh client process, which reports its peak resident set size
-(``ru_maxrss``) after the pull; the difference between the medians of the two sizes is what the
-pull itself kept. The official client's loop is measured the same way beside ours.
+Each pull runs in a fresh client process, which reports its peak resident set size after the
+pull (``VmHWM`` on Linux, since ``ru_maxrss`` would include the parent's memory from before
+``exec``); the difference between the medians of the two sizes is what the pull itself kept.
+The official client's loop is measured the same way beside ours.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _series(client: str, gigabytes: int, runs: list[PullMeasurement]) -> Series:
             if client != "ours"
             else None,
         },
-        note="peak RSS (ru_maxrss) of a fresh process after the pull",
+        note="peak RSS of a fresh process after the pull (Linux: VmHWM; else ru_maxrss)",
     )
 
 
