@@ -88,7 +88,7 @@ PROGRESS_CHOICES = ("auto", "lines", "json", "none")
 POLICY_CHOICES = ("missing", "always", "never")
 
 # How long an interrupted command may take to stop by itself before the process leaves anyway.
-INTERRUPT_GRACE = 0.5
+INTERRUPT_GRACE = 0.3
 
 _PHASES_OF_READINESS = frozenset({"wait", "version", "verify", "load", "placement"})
 
