@@ -26,6 +26,7 @@ from bench._context import REPO_ROOT, Context, Level, describe_machine
 from bench._format import result_tables
 from bench._model import ScenarioResult
 from bench.scenarios import NAMES, load
+from bench.scenarios._base import Measured
 
 __all__ = ["DEFAULT_RESULTS", "main", "run_scenario"]
 
@@ -72,13 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _selected(only: Sequence[str]) -> list[str]:
+def _selected(parser: argparse.ArgumentParser, only: Sequence[str]) -> list[str]:
     wanted = [name.strip() for item in only for name in item.split(",") if name.strip()]
     unknown = sorted(set(wanted) - set(NAMES))
     if unknown:
-        raise SystemExit(
-            f"unknown scenario(s): {', '.join(unknown)}; choose from {', '.join(NAMES)}"
-        )
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}; choose from {', '.join(NAMES)}")
     return [name for name in NAMES if not wanted or name in wanted]
 
 
@@ -88,21 +87,12 @@ def run_scenario(name: str, ctx: Context) -> ScenarioResult:
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     machine = describe_machine()
     clock = time.perf_counter()
+    error: str | None = None
     try:
         measured = scenario.run(ctx)
     except Exception as exc:  # one broken scenario must not hide the others' results
         traceback.print_exc()
-        return ScenarioResult(
-            name=scenario.name,
-            title=scenario.title,
-            description=scenario.description,
-            level=ctx.level,
-            started=started,
-            duration=time.perf_counter() - clock,
-            machine=machine,
-            series=(),
-            error=f"{type(exc).__name__}: {exc}",
-        )
+        measured, error = Measured(series=()), f"{type(exc).__name__}: {exc}"
     return ScenarioResult(
         name=scenario.name,
         title=scenario.title,
@@ -115,6 +105,7 @@ def run_scenario(name: str, ctx: Context) -> ScenarioResult:
         targets=measured.targets,
         notes=measured.notes,
         parameters=measured.parameters,
+        error=error,
     )
 
 
@@ -131,13 +122,14 @@ def _cache_bytecode(prefix: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected scenarios, write their results and the report; return the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.list:
         for name in NAMES:
             print(f"{name}: {load(name).title}")
         return 0
     level: Level = "quick" if args.quick else "smoke" if args.smoke else "full"
-    names = _selected(args.only)
+    names = _selected(parser, args.only)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     failed: list[str] = []
     clock = time.perf_counter()
