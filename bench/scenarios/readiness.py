@@ -3,12 +3,14 @@
 Every trial starts a fresh FakeOllama that becomes ready at a random ``T`` in [0.2, 5] s, in one of
 the real server's two start phases:
 
-- ``refused``: the port is closed until ``T`` (the process is still starting);
-- ``bound``: the port is open from the start but nothing is answered until ``T`` (GPU discovery).
+- ``refused``: the port is closed until ``T`` (the process is still starting). The lag is
+  measured from ``T``, taken just before the server started, so it can only be overestimated.
+- ``bound``: the port is open from the start but nothing is answered until ``T`` (GPU
+  discovery). A raw socket queues a request before ``T``; the lag is measured from the moment
+  FakeOllama reads the first queued request, i.e. when it first answers HTTP.
 
-The lag is the time from ``T`` to the moment the waiter returns (conservatively measured: from
-just before the server was started plus ``T``). Each waiter runs in a worker process of its own
-with its own server, several trials at once; a trial's ``T`` is shared by all four waiters.
+Each trial runs in a worker process with its own server, several trials at once; the waiters
+compared share the same ``T`` values.
 """
 
 from __future__ import annotations
@@ -96,9 +98,9 @@ def _warm_up() -> None:
     import ollama_ready.client
     import ollama_ready.config
     import ollama_ready.readiness
-    import ollama_ready.testing._ollama
+    from ollama_ready.testing import FakeOllama
 
-    del ollama, ollama_ready
+    del ollama, ollama_ready, FakeOllama
 
 
 def _barrier(seconds: float) -> int:
