@@ -563,7 +563,9 @@ def runner_report(
 
     The runner serves the first usable GPU (the CPU when there is none, when ``fit`` says no
     layer fits on a non-Metal GPU, or when an x86-64 CPU lacks AVX, as in Ollama v0.4). Without
-    a runners dir the report still names the runner Ollama would request.
+    a runners dir the report still names the runner Ollama would request. ``nvml``,
+    ``cpuinfo``, ``platform``, ``sysfs_root``, ``kfd_device``, ``exe`` and ``cwd`` are seams
+    for tests, as in :func:`doctor`.
 
     Args:
         runners_dir: The runners dir; ``None`` searches like Ollama (:func:`locate_runners`).
@@ -572,13 +574,6 @@ def runner_report(
         era: The CUDA variant rule for detection (when ``gpus`` is ``None``).
         environ: Supplies ``OLLAMA_LLM_LIBRARY``, ``PATH`` and the GPU variables; ``None``
             means ``os.environ``.
-        nvml: The NVML binding (a seam for tests, as in :func:`doctor`; so are the rest).
-        cpuinfo: The ``/proc/cpuinfo`` text.
-        platform: ``(goos, goarch)``.
-        sysfs_root: The sysfs root (ROCm).
-        kfd_device: The ``/dev/kfd`` device (ROCm).
-        exe: The ``ollama`` executable (runners search).
-        cwd: The working dir (runners search).
     """
     goos, goarch = platform or host_platform()
     cpu = cpu_capability(cpuinfo)
