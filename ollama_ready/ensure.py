@@ -11,7 +11,6 @@ A failure raises the error of its kind (``NotReadyError``, ``ServerTooOld``, ``M
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import html
@@ -19,7 +18,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
@@ -543,6 +541,8 @@ async def ensure_models_async(
 
 
 async def _in_thread(call: Callable[..., _T], kwargs: dict[str, Any]) -> _T:
+    import asyncio  # only async callers pay for importing asyncio
+
     root = kwargs.pop("deadline", None) or Deadline(None, clock=kwargs.get("clock"))
     own_session = kwargs.get("session") is None
     session = kwargs.pop("session", None) or requests.Session()
@@ -647,7 +647,11 @@ def _options(
         load=settings.load,
         keep_alive=settings.keep_alive,
         require_gpu=settings.require_gpu,
-        min_server_version=_specifier(min_server_version or settings.min_server_version),
+        min_server_version=(
+            min_server_version
+            if isinstance(min_server_version, SpecifierSet)
+            else _specifier(settings.min_server_version)
+        ),
         digest=digest,
         modelfile=modelfile,
         gguf=gguf,
@@ -708,6 +712,14 @@ def _run_all(
     keys: Sequence[str], work: Callable[[str], _T], concurrency: int
 ) -> dict[str, _T | BaseException]:
     outcomes: dict[str, _T | BaseException] = {}
+    if len(keys) == 1:  # the common case needs no pool (and no thread start-up)
+        try:
+            outcomes[keys[0]] = work(keys[0])
+        except Exception as exc:
+            outcomes[keys[0]] = exc
+        return outcomes
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(keys)))) as pool:
         futures = {key: pool.submit(work, key) for key in keys}
         for key, future in futures.items():

@@ -32,8 +32,6 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
-import backoff
-
 from ollama_ready._format import human_seconds
 from ollama_ready._reporters import format_bytes
 from ollama_ready.clock import Clock, Deadline
@@ -119,6 +117,13 @@ _RESUMES = (
 # --- retry schedule ----------------------------------------------------------------------------
 
 
+def _full_jitter(value: float) -> float:
+    """Return ``backoff.full_jitter(value)``: uniform in ``[0, value]``."""
+    import backoff  # deferred: importing backoff imports asyncio (~80 ms at start-up)
+
+    return float(backoff.full_jitter(value))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """How often and how patiently to retry transient pull failures.
@@ -131,7 +136,7 @@ class RetryPolicy:
     max_tries: int = 8
     base: float = 1.0
     max_interval: float = 60.0
-    jitter: Callable[[float], float] | None = backoff.full_jitter
+    jitter: Callable[[float], float] | None = _full_jitter
 
     def __post_init__(self) -> None:
         if isinstance(self.max_tries, bool) or not isinstance(self.max_tries, int):
@@ -147,6 +152,8 @@ class RetryPolicy:
 
     def delays(self) -> Iterator[float]:
         """Yield the wait before each retry (drives ``backoff.expo``; never sleeps itself)."""
+        import backoff  # deferred: importing backoff imports asyncio (~80 ms at start-up)
+
         schedule = backoff.expo(base=2, factor=self.base, max_value=self.max_interval)
         next(schedule)  # backoff's generators are primed with one empty step
         for value in schedule:

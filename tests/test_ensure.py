@@ -128,6 +128,13 @@ def test_version_phase_failure() -> None:
     assert ">=0.11" in str(caught.value)
 
 
+def test_bare_minimum_version_means_at_least(server: FakeOllama) -> None:
+    result = ensure_model("llama3.2:1b", host=server.url, min_server_version="0.5", progress="none")
+    assert result.server_version == "0.12.11"
+    with pytest.raises(errors.ServerTooOld, match=r">=0\.13"):
+        ensure_model("llama3.2:1b", host=server.url, min_server_version="0.13", progress="none")
+
+
 def test_bad_version_specifier_is_a_config_error(server: FakeOllama) -> None:
     with pytest.raises(errors.ConfigError):
         ensure_model("llama3.2:1b", host=server.url, min_server_version="at least 11")
