@@ -318,9 +318,12 @@ def _cell_text(cell: Mapping[str, Any]) -> str:
     if cell.get("exit_code") is not None:
         outcome = f"exit {cell['exit_code']}" + ("" if outcome == "ok" else f" ({outcome})")
     retries = int(cell["retries"])
+    gone = cell.get("exit_wall")
+    process = "" if gone is None else f" (gone {float(gone):.2f})"
     return (
         f"{mark} {outcome}; {retries} retr{'y' if retries == 1 else 'ies'}; "
         f"{cell['server_requests']} req; {float(cell['wall']):.2f}/{float(cell['deadline']):g} s"
+        f"{process}"
     )
 
 
@@ -454,21 +457,30 @@ def _method() -> str:
 
 - **Operations.** `wait` is `wait_until_ready` with a 20 ms `Poll` of `GET /api/version`;
   `check` is the one-shot `readiness.check(level="model")`; `pull` is `pull_model` with a
-  0.1 s fixed-delay `RetryPolicy`; `ensure` is `ensure_model` with its defaults (the default
-  `Poll` wait and the default jittered retry policy); `CLI` is `python -m ollama_ready ensure
-  --json -v --progress json` in a subprocess.
-- **Retries** are counted from what the library itself reports: probes beyond the first
-  (`ReadyReport.attempts`, or the client's DEBUG request log, which also sees refused
-  connections) plus pull retries (progress snapshots in phase `retrying`; for the CLI, its
-  `--progress json` lines).
+  fixed 0.1 s `RetryPolicy` of 6 tries; `ensure` is `ensure_model` with its defaults (the
+  default `Poll` wait and the default jittered retry policy); `CLI` is `python -m ollama_ready
+  ensure --json -v --progress none` in a subprocess, whose outcome is its exit code and the
+  error type of its `--json` error object.
+- **Timed faults** (a refused or hung port, a restart seen by a readiness probe) start before
+  the operation and end 0.3 s after its first request, so a CLI's start-up does not use them up.
+- **Retries** are counted from what the library reports: probes beyond the first (the client's
+  DEBUG request log, which also sees refused connections; `ReadyReport.attempts` agrees) plus
+  pull retries (progress snapshots in phase `retrying`; for the CLI, the `attempt N of M
+  failed ... retrying` warnings of its `-v` log).
 - **Requests** are those FakeOllama recorded (`FakeOllama.requests`); connections refused or
-  never answered do not reach it.
-- **Wall time** is measured around the call. For the CLI it runs from the timestamp of the
-  first request in its `-v` log (the deadline starts a moment before) to the exit of the
-  process, so interpreter start-up is excluded and shutdown is included. Operations that end
-  because of the deadline must end within 100 ms after it.
-- **Hangs.** Every test runs under `pytest-timeout` with a per-test limit of a few seconds.
-- **RSS** is read from `/proc/self/status` (`VmRSS`) in a fresh subprocess that runs
+  never answered do not reach it. A cell lists the requests it allows; any other request fails
+  it.
+- **Wall time** is measured around the call, and must stay within 100 ms after the deadline;
+  an operation that ends because of the deadline must also end no earlier than 50 ms before
+  it. For the CLI it runs from the timestamp of the first request in its `-v` log (the
+  deadline starts a moment before) to its last line of output, when the outcome is known;
+  the process must be gone 250 ms after that at the latest (CPython's own shutdown, 50-110 ms
+  measured, comes on top of the overshoot).
+- **Hangs.** Every test runs under `pytest-timeout` with a limit of a few seconds above its
+  deadline; a CLI that outlives its deadline by 20 s is killed and fails its cell.
+- **Memory.** In process: the `tracemalloc` peak during the operation (the hostile body is
+  allocated before tracing starts). CLI: the child's `ru_maxrss` (`wait4`) against a plain
+  CLI run. RSS growth: `VmRSS` from `/proc/self/status` in a fresh interpreter that runs
   `ensure_model` against a FakeOllama in the parent process (so the server's request log does
   not count), after a warm-up and a `gc.collect()`.
 - **Fuzz examples** are the test cases Hypothesis reports in its statistics for each test."""

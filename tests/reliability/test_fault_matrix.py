@@ -22,7 +22,7 @@ from .conftest import Recorder
 MAX_OVERSHOOT = 0.1  # seconds an operation may run past its deadline
 #: CPython's own shutdown after ``main`` returned (module teardown and a final garbage
 #: collection; measured 50-110 ms for the CLI), on top of the overshoot, until the process is gone.
-INTERPRETER_EXIT = 0.25
+INTERPRETER_EXIT = 0.5
 EARLY = 0.05  # an operation that ends because of the deadline ends no earlier than this before it
 
 _CELLS = [
