@@ -16,6 +16,7 @@ Reporters, built by :func:`make_reporter`:
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -447,12 +448,22 @@ def make_reporter(
     if name == "auto":
         if _in_notebook():
             return TqdmReporter(stream, notebook=True, label=label)
-        if _isatty(stream if stream is not None else sys.stderr):
+        target = stream if stream is not None else sys.stderr
+        if _isatty(target) and _columns(target) > 0:
             return TqdmReporter(stream, label=label)
+        # Not a terminal (docker logs, CI), or one that reports no width (some `docker exec -t`,
+        # serial consoles): a bar would draw nothing, plain lines always read well.
         return LinesReporter(stream, label=label)
     raise ConfigError(
         f"unknown progress reporter {spec!r}; use one of {', '.join(REPORTER_NAMES)} or a callable"
     )
+
+
+def _columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _isatty(stream: TextIO) -> bool:

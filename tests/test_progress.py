@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import io
 import json
 import math
+import os
+import struct
 import subprocess
 import sys
+import termios
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import TextIO
 
 import pytest
 
@@ -361,14 +367,27 @@ def test_make_reporter_names() -> None:
         make_reporter("fancy")
 
 
-class _Tty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
+@contextlib.contextmanager
+def _terminal(columns: int) -> Iterator[TextIO]:
+    """Yield a real pseudo-terminal that reports ``columns`` as its width."""
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    with os.fdopen(follower, "w") as stream:
+        try:
+            yield stream
+        finally:
+            os.close(leader)
 
 
 def test_auto_picks_lines_off_a_terminal_and_tqdm_on_one() -> None:
     assert isinstance(make_reporter("auto", stream=io.StringIO()), LinesReporter)
-    assert isinstance(make_reporter("auto", stream=_Tty()), TqdmReporter)
+    with _terminal(80) as tty:
+        assert isinstance(make_reporter("auto", stream=tty), TqdmReporter)
+
+
+def test_auto_picks_lines_on_a_terminal_without_width() -> None:
+    with _terminal(0) as tty:
+        assert isinstance(make_reporter("auto", stream=tty), LinesReporter)
 
 
 def test_auto_picks_the_notebook_widget_in_jupyter(monkeypatch: pytest.MonkeyPatch) -> None:
