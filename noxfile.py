@@ -7,13 +7,11 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.default_venv_backend = "venv"
 
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite."""
-    session.install("-e", ".[test]")
+    """Run the test suite (the docs and notebook tests need the docs tools too)."""
+    session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
 
 
