@@ -141,7 +141,7 @@ def _exactly(**counts: int) -> dict[Key, Span]:
     return {keys[name]: (n, n) for name, n in counts.items() if n}
 
 
-def baseline(op: Operation, *, present: bool = False) -> dict[Key, Span]:
+def _baseline(op: Operation, *, present: bool = False) -> dict[Key, Span]:
     """The requests of a fault-free run of ``op``."""
     if op.name == "wait":
         return _exactly(version=1)
@@ -166,12 +166,12 @@ def _with(requests: Mapping[Key, Span], **changes: Span) -> dict[Key, Span]:
 
 
 def _unaffected(op: Operation, *, present: bool = False) -> Expect:
-    return Expect(requests=baseline(op, present=present), reaches=False)
+    return Expect(requests=_baseline(op, present=present), reaches=False)
 
 
 def _pull_failed(op: Operation, outcome: str, *, pulls: int = 1) -> Expect:
     """A pull that ended in ``outcome`` after ``pulls`` /api/pull requests, no verify."""
-    requests = baseline(op)
+    requests = _baseline(op)
     requests = _with(requests, pull=(pulls, pulls), tags=(0, 0))
     if op.name != "pull":
         requests = _with(requests, show=(1, 1))
@@ -180,7 +180,7 @@ def _pull_failed(op: Operation, outcome: str, *, pulls: int = 1) -> Expect:
 
 def _retried_pull(op: Operation, span: Span) -> Expect:
     lo, hi = span
-    return Expect(retries=span, requests=_with(baseline(op), pull=(lo + 1, hi + 1)))
+    return Expect(retries=span, requests=_with(_baseline(op), pull=(lo + 1, hi + 1)))
 
 
 # --- arming ------------------------------------------------------------------------------------
@@ -271,20 +271,20 @@ def _refused(op: Operation) -> Expect:
     if op.name == "check":
         return Expect(outcome="NotReadyError", phase="check")
     if op.name == "pull":
-        return Expect(retries=(1, 5), requests=baseline(op))
-    return Expect(retries=(1, 40), requests=baseline(op))
+        return Expect(retries=(1, 5), requests=_baseline(op))
+    return Expect(retries=(1, 40), requests=_baseline(op))
 
 
 def _hung(op: Operation) -> Expect:
-    return Expect(requests=baseline(op), min_wall=0.25)
+    return Expect(requests=_baseline(op), min_wall=0.25)
 
 
 def _busy(op: Operation) -> Expect:
     if op.name == "check":
         return Expect(outcome="NotReadyError", requests=_exactly(version=1), phase="check")
     key = "show" if op.name == "pull" else "version"
-    (lo, hi) = baseline(op)[SHOW if key == "show" else VERSION]
-    return Expect(retries=(1, 1), requests=_with(baseline(op), **{key: (lo + 1, hi + 1)}))
+    (lo, hi) = _baseline(op)[SHOW if key == "show" else VERSION]
+    return Expect(retries=(1, 1), requests=_with(_baseline(op), **{key: (lo + 1, hi + 1)}))
 
 
 def _on_pull_path(expect: Callable[[Operation], Expect]) -> Callable[[Operation], Expect]:
@@ -319,7 +319,7 @@ def _error_line(outcome: str) -> Callable[[Operation], Expect]:
 
 def _restarted(op: Operation) -> Expect:
     if op.name == "wait":
-        return Expect(retries=(1, 40), requests=baseline(op))
+        return Expect(retries=(1, 40), requests=_baseline(op))
     if op.name == "check":
         return Expect(outcome="NotReadyError", phase="check")
     span = (1, 5) if op.name == "pull" else (1, 6)
@@ -341,7 +341,7 @@ def _registry_down_present(op: Operation) -> Expect:
 
 
 def _slow(op: Operation) -> Expect:
-    return Expect(requests=baseline(op), min_wall=0.4) if op.pulls else _unaffected(op)
+    return Expect(requests=_baseline(op), min_wall=0.4) if op.pulls else _unaffected(op)
 
 
 def _never_up(op: Operation) -> Expect:

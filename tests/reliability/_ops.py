@@ -32,7 +32,6 @@ from ollama_ready.testing import FakeModel, FakeOllama
 
 __all__ = [
     "BANDWIDTH",
-    "CliRun",
     "MODEL",
     "MODEL_NAME",
     "OPERATIONS",
@@ -43,6 +42,7 @@ __all__ = [
     "TAGS",
     "TICK",
     "VERSION",
+    "CliRun",
     "Key",
     "Observed",
     "Operation",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMMAND",
     "EXAMPLES_PROPERTY",
+    "OTHER_FILES",
     "PLUGIN_NAME",
     "RECORD_PROPERTY",
     "REPORT_VARIABLE",

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 from ollama_ready.ensure import ensure_model
 
+__all__ = ["main", "rss_kib"]
+
 
 def rss_kib() -> int:
     """Return this process's resident set size in KiB (``VmRSS``)."""
