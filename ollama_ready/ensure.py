@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 PHASES = ("wait", "version", "pull", "verify", "load", "placement")
 _POLICIES = ("missing", "always", "never")
+_NO_DEADLINE_LOAD_WAIT = 3600.0
 _T = TypeVar("_T")
 
 
@@ -246,11 +247,12 @@ class _Ensurer:
                     warnings.append(f"{name.display} answers /api/show but is not in /api/tags")
                 else:
                     digest, size = listed.digest, listed.size
-            if options.digest and digest and not _same_digest(options.digest, digest):
-                raise DigestMismatch(
-                    f"{name.display} has manifest digest {digest[:12]}, expected {options.digest}",
-                    hint="the tag moved: pin the new digest, or pull a fixed tag",
-                )
+                if options.digest and digest and not _same_digest(options.digest, digest):
+                    raise DigestMismatch(
+                        f"{name.display} has manifest digest {digest[:12]}, "
+                        f"expected {options.digest}",
+                        hint="the tag moved: pin the new digest, or pull a fixed tag",
+                    )
         placement: Placement | None = None
         if options.load or options.require_gpu:
             with phases.run("load"):
@@ -285,16 +287,20 @@ class _Ensurer:
         )
 
     def _request_timeout(self) -> tuple[float, float]:
-        connect = self.deadline.bound(self.settings.connect_timeout) or 0.001
-        read = self.deadline.bound(self.settings.read_timeout) or 0.001
-        return (max(connect, 0.001), max(read, 0.001))
+        return (
+            self._within_deadline(self.settings.connect_timeout),
+            self._within_deadline(self.settings.read_timeout),
+        )
 
     def _load_timeout(self) -> tuple[float, float]:
         # A load blocks until the model is in memory: minutes for a big model. Only the deadline
-        # bounds it.
-        connect = self.deadline.bound(self.settings.connect_timeout) or 0.001
-        read = self.deadline.bound(None)
-        return (max(connect, 0.001), max(read if read is not None else 3600.0, 0.001))
+        # bounds the wait for its answer.
+        return (self._within_deadline(self.settings.connect_timeout), self._within_deadline(None))
+
+    def _within_deadline(self, seconds: float | None) -> float:
+        # requests rejects a zero timeout; an expired deadline still gets a token millisecond.
+        bounded = self.deadline.bound(seconds)
+        return max(bounded if bounded is not None else _NO_DEADLINE_LOAD_WAIT, 0.001)
 
     def _check_version(self, required: SpecifierSet | None) -> None:
         if self.server_version is None:
