@@ -21,14 +21,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from ollama_ready._format import human_bytes
-from ollama_ready.client import OllamaClient
+from ollama_ready.client import ModelInfo, OllamaClient
 from ollama_ready.clock import Clock, Deadline
 from ollama_ready.config import Settings, parse_host
 from ollama_ready.errors import (
@@ -44,6 +44,9 @@ from ollama_ready.errors import (
 from ollama_ready.fit import Placement
 from ollama_ready.names import ModelName
 from ollama_ready.readiness import Poll, ReadyReport, Strategy, strategy_from_spec
+
+if TYPE_CHECKING:
+    from ollama_ready.pull import PullResult
 
 __all__ = [
     "EnsureResult",
@@ -322,7 +325,7 @@ class _Ensurer:
                 hint="upgrade Ollama (https://ollama.com/download): new models need new servers",
             )
 
-    def _pull(self, name: ModelName, options: _Options) -> Any:
+    def _pull(self, name: ModelName, options: _Options) -> PullResult:
         from ollama_ready.progress import make_reporter
         from ollama_ready.pull import pull_model
 
@@ -340,6 +343,7 @@ class _Ensurer:
 
     def _create(self, name: ModelName, options: _Options) -> bool:
         from ollama_ready.create import create_model
+        from ollama_ready.progress import make_reporter
 
         if options.policy != "always" and self._present(name):
             return False
@@ -354,6 +358,7 @@ class _Ensurer:
             modelfile=options.modelfile,
             gguf=options.gguf,
             deadline=self.deadline,
+            reporter=make_reporter(options.progress, label=name.display),
         )
         return True
 
@@ -364,7 +369,7 @@ class _Ensurer:
             return False
         return True
 
-    def _listed(self, name: ModelName) -> Any:
+    def _listed(self, name: ModelName) -> ModelInfo | None:
         for info in self.client.list_models(timeout=self._request_timeout()):
             if name.matches(info.name):
                 return info
