@@ -367,10 +367,15 @@ def _error_at_half(message: str) -> Callable[[FakeOllama], None]:
     return arm
 
 
+def _shorten(message: str, limit: int = 60) -> str:
+    first = message.splitlines()[0]
+    return repr(first) if len(first) <= limit and first == message else f"{first[:limit]!r}…"
+
+
 def _error_rows() -> list[Fault]:
     rows = []
     for rule in ERROR_RULES:
-        if rule.name not in ERROR_SAMPLES:
+        if rule.pattern is None:  # recognised by status or kind: the rows below and above
             continue
         message, outcome = ERROR_SAMPLES[rule.name]
         specified = (
@@ -381,7 +386,7 @@ def _error_rows() -> list[Fault]:
         rows.append(
             Fault(
                 name=f"error line: {rule.name}",
-                injection=f"error_mid_stream({message.splitlines()[0][:60]!r}…, 0.5)",
+                injection=f"error_mid_stream({_shorten(message)}, 0.5)",
                 specified=specified,
                 arm=_now(_error_at_half(message)),
                 expect=_error_line(outcome),
