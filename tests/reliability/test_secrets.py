@@ -228,17 +228,17 @@ def test_the_doctor_report_never_shows_the_credentials(
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"),
+    ("variable", "value", "flaw"),
     [
-        ("OLLAMA_READY_HEADERS", f"X-Api-Token {HEADER}"),
-        ("OLLAMA_READY_HEADERS", f"X Api: {HEADER}"),
-        ("OLLAMA_READY_HEADERS", f"X-Api-Token: {HEADER}\x00"),
-        ("OLLAMA_API_KEY", f"{API_KEY} trailing"),
-        ("OLLAMA_API_KEY", f"{API_KEY}\x07"),
+        ("OLLAMA_READY_HEADERS", f"X-Api-Token {HEADER}", "no colon"),
+        ("OLLAMA_READY_HEADERS", f"X Api: {HEADER}", "a space in the name"),
+        ("OLLAMA_READY_HEADERS", f"X-Api-Token: {HEADER}\x00", "a NUL in the value"),
+        ("OLLAMA_API_KEY", f"{API_KEY} trailing", "a space"),
+        ("OLLAMA_API_KEY", f"{API_KEY}\x07", "a control character"),
     ],
 )
 def test_an_invalid_credential_variable_is_refused_without_showing_it(
-    variable: str, value: str, reliability: Recorder
+    variable: str, value: str, flaw: str, reliability: Recorder
 ) -> None:
     capture = Capture()
     with pytest.raises(ConfigError) as caught:
@@ -246,7 +246,7 @@ def test_an_invalid_credential_variable_is_refused_without_showing_it(
     error = caught.value
     assert variable in str(error)
     capture.add(
-        f"ConfigError for an invalid {variable}",
+        f"ConfigError for {variable} with {flaw}",
         str(error),
         repr(error),
         error.describe(),
