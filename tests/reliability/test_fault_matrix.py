@@ -19,6 +19,8 @@ from ._faults import ERROR_SAMPLES, FAULTS, Expect, Fault
 from ._ops import BANDWIDTH, MODEL, OPERATIONS, PULL, TICK, Key, Observed, Operation, Run
 from .conftest import Recorder
 
+pytestmark = pytest.mark.timeout(10)  # tests that take longer set their own
+
 MAX_OVERSHOOT = 0.1  # seconds an operation may run past its deadline
 #: CPython's own shutdown after ``main`` returned (module teardown and a final garbage
 #: collection; measured 50-110 ms for the CLI), on top of the overshoot, until the process is gone.

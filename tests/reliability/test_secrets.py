@@ -33,6 +33,8 @@ from ollama_ready.testing import FakeModel, FakeOllama
 from ._ops import MODEL, MODEL_NAME, RETRY, TICK, run_cli
 from .conftest import Recorder
 
+pytestmark = pytest.mark.timeout(10)  # tests that take longer set their own
+
 API_KEY = "canary-api-key-7c1d0e52b9"
 HEADER = "canary-header-3fa86b04d1"
 CANARIES = (API_KEY, HEADER)
