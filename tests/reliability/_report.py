@@ -167,6 +167,7 @@ def render(tests: Iterable[_Test]) -> str:
         _summary(every, records),
         _matrix(records.get("cell", [])),
         _faults(records.get("cell", [])),
+        _clock(records.get("clock", [])),
         _hostile(records.get("hostile", [])),
         _fuzz(every),
         _secrets(records.get("secret", [])),
@@ -347,6 +348,29 @@ def _faults(cells: Sequence[Mapping[str, Any]]) -> str:
     rows = [(name, inj, exp) for name, (_, inj, exp) in sorted(seen.items(), key=lambda x: x[1])]
     return "### How each fault is injected, and what is specified\n\n" + _table(
         ("fault", "injection (FakeOllama)", "specified outcome"), rows
+    )
+
+
+def _clock(records: Sequence[Mapping[str, Any]]) -> str:
+    if not records:
+        return ""
+    rows = [
+        (
+            str(r["scenario"]),
+            str(r["op"]),
+            ("✓ " if r["passed"] else "✗ FAILED ") + str(r["outcome"]),
+            str(r["retries"]),
+            f"{float(r['fake']):g} of {float(r['deadline']):g} s",
+            f"{float(r['real']):.2f} s",
+        )
+        for r in records
+    ]
+    return (
+        "### Long deadlines on a FakeClock\n\n"
+        "Where the schedule, not the waiting, is the point, the operation runs on a `FakeClock`: "
+        "its deadline and every back-off pause pass in no real time, against a real "
+        "FakeOllama.\n\n"
+        + _table(("scenario", "operation", "outcome", "retries", "clock time", "real time"), rows)
     )
 
 

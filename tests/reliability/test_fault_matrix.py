@@ -7,16 +7,32 @@ specifies and records what it observed for ``docs/reliability.md``.
 from __future__ import annotations
 
 import json
+import re
 import threading
+import time
 from collections import Counter
 
 import pytest
 
-from ollama_ready.pull import ERROR_RULES, classify_error
-from ollama_ready.testing import FakeOllama
+from ollama_ready.ensure import ensure_model
+from ollama_ready.errors import NotReadyError, PullRetriesExhausted
+from ollama_ready.pull import DEFAULT_RETRY, ERROR_RULES, classify_error
+from ollama_ready.readiness import Poll, wait_until_ready
+from ollama_ready.testing import FakeClock, FakeOllama
 
 from ._faults import ERROR_SAMPLES, FAULTS, Expect, Fault
-from ._ops import BANDWIDTH, MODEL, OPERATIONS, PULL, TICK, Key, Observed, Operation, Run
+from ._ops import (
+    BANDWIDTH,
+    MODEL,
+    MODEL_NAME,
+    OPERATIONS,
+    PULL,
+    TICK,
+    Key,
+    Observed,
+    Operation,
+    Run,
+)
 from .conftest import Recorder
 
 pytestmark = pytest.mark.timeout(10)  # tests that take longer set their own
@@ -133,3 +149,63 @@ def test_each_sample_message_is_classified_by_its_rule(rule: str) -> None:
     assert classified.transient is (outcome == "ok")
     if outcome != "ok":
         assert classified.error.__name__ == outcome
+
+
+# --- long deadlines on a FakeClock: the schedule, not the waiting, is the point -----------------
+
+
+@pytest.mark.timeout(30)
+def test_a_10_minute_wait_for_a_server_that_never_comes_up(reliability: Recorder) -> None:
+    clock = FakeClock()
+    with FakeOllama(tick=TICK) as server:
+        server.refuse_connections(3600)
+        started = time.monotonic()
+        with pytest.raises(NotReadyError) as caught:
+            wait_until_ready(server.url, strategy=Poll(interval=2.0), timeout=600, clock=clock)
+        real = time.monotonic() - started
+    found = re.search(r"(\d+) probes", str(caught.value))
+    assert found is not None, caught.value
+    probes = int(found[1])
+    reliability.add(
+        "clock",
+        scenario="a server that never comes up, 10-minute deadline",
+        op="wait (Poll every 2 s)",
+        outcome=type(caught.value).__name__,
+        retries=probes - 1,
+        fake=round(clock.monotonic() - 1000.0, 3),
+        deadline=600,
+        real=round(real, 3),
+    )
+    assert clock.monotonic() - 1000.0 == pytest.approx(600, abs=0.001)
+    assert all(1.8 <= pause <= 2.2 for pause in clock.sleeps[:-1])  # 2 s, 10% jitter
+    assert 270 <= probes <= 335
+    assert real < 10
+
+
+@pytest.mark.timeout(30)
+def test_the_default_retry_schedule_gives_up_after_eight_attempts(reliability: Recorder) -> None:
+    clock = FakeClock()
+    with FakeOllama(registry=(MODEL,), tick=TICK) as server:
+        server.registry_unreachable(True)
+        started = time.monotonic()
+        with pytest.raises(PullRetriesExhausted) as caught:
+            ensure_model(MODEL_NAME, host=server.url, progress="none", clock=clock)
+        real = time.monotonic() - started
+        pulls = server.count(*PULL)
+    backoff = [s for s in clock.sleeps if s >= 0.05 or s == 0]  # the Poll probe slept nothing
+    reliability.add(
+        "clock",
+        scenario="registry unreachable, the default retry policy, 600 s deadline",
+        op="ensure",
+        outcome=type(caught.value).__name__,
+        retries=pulls - 1,
+        fake=round(clock.monotonic() - 1000.0, 3),
+        deadline=600,
+        real=round(real, 3),
+    )
+    assert pulls == DEFAULT_RETRY.max_tries
+    assert "after 8 attempts" in str(caught.value)
+    assert len(backoff) == DEFAULT_RETRY.max_tries - 1
+    for attempt, delay in enumerate(backoff):
+        assert 0 <= delay <= min(DEFAULT_RETRY.max_interval, 2**attempt)  # full jitter
+    assert real < 10
