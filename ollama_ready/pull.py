@@ -1108,12 +1108,18 @@ class _Pump:
     next byte. Closing the pump closes the iterator, which closes the HTTP response: at once
     when the helper is between reads, else as soon as its read returns (a stuck server still
     sends a line every 60 ms; a silent one is ended by the read timeout).
+
+    Progress lines are handed over in batches: the caller is woken for a line without a blob (a
+    new phase), the end of the stream, an error or a full queue, and otherwise drains the queue
+    when it wakes anyway (every ``_POLL_SECONDS``): waking a thread per line costs as much CPU
+    as reading the line.
     """
 
     def __init__(self, events: Iterator[PullEvent], label: str) -> None:
         self._events = events
         # SimpleQueue: the hand-over costs a few microseconds per line; _offer bounds its size.
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"ollama-ready-pull-stream[{label}]", daemon=True
@@ -1132,16 +1138,29 @@ class _Pump:
             if deadline.expired:
                 raise _Stopped
             try:
-                # Wake at the deadline itself, and often enough to notice a cancel().
-                item = self._queue.get(timeout=max(0.001, min(_POLL_SECONDS, deadline.remaining())))
+                item = self._queue.get_nowait()
             except queue.Empty:
-                continue
+                item = self._wait(deadline)
+                if item is None:
+                    continue
             if item is _END:
                 return
             if isinstance(item, _Raised):
                 raise item.error
             assert isinstance(item, PullEvent)
             yield item
+
+    def _wait(self, deadline: Deadline) -> object | None:
+        """Wait for a wake-up; return an item that came meanwhile, or None."""
+        # Cleared before looking again: a wake-up for an item put after that look is kept.
+        self._wake.clear()
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        # Wake at the deadline itself, and often enough to notice a cancel().
+        self._wake.wait(max(0.001, min(_POLL_SECONDS, deadline.remaining())))
+        return None
 
     def close(self) -> None:
         """Stop reading and close the stream (now, or when the pending read returns)."""
@@ -1155,23 +1174,28 @@ class _Pump:
     def _run(self) -> None:
         try:
             for event in self._events:
-                if not self._offer(event):
+                # Progress of a blob can wait for the caller's next look; a new phase cannot.
+                if not self._offer(event, urgent=event.digest is None):
                     return
-            self._offer(_END)
+            self._offer(_END, urgent=True)
         except BaseException as exc:  # handed over to the caller's thread
-            self._offer(_Raised(exc))
+            self._offer(_Raised(exc), urgent=True)
         finally:
             close = getattr(self._events, "close", None)
             if close is not None:
                 close()
 
-    def _offer(self, item: object) -> bool:
-        while self._queue.qsize() >= _QUEUE_SIZE:  # a slow reporter: wait for the reader
-            if self._stop.wait(_BACKPRESSURE_SECONDS):
-                return False
+    def _offer(self, item: object, *, urgent: bool) -> bool:
+        if self._queue.qsize() >= _QUEUE_SIZE:  # a slow reporter: wait for the reader
+            self._wake.set()
+            while self._queue.qsize() >= _QUEUE_SIZE:
+                if self._stop.wait(_BACKPRESSURE_SECONDS):
+                    return False
         if self._stop.is_set():
             return False
         self._queue.put(item)
+        if urgent:
+            self._wake.set()
         return True
 
 
