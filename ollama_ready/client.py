@@ -80,6 +80,16 @@ _JSON = "application/json"
 _NDJSON = "application/x-ndjson, application/json"
 _DIGEST = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
 _GO_MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
+# A progress line exactly as Ollama writes it (Go's encoding/json: fields in struct order, zero
+# values omitted, no spaces), parsed without the cost of json.loads and PullEvent.from_json. Only
+# lines whose JSON reading is certain match: strings without escapes or control characters,
+# integers without sign or leading zeros. Anything else takes the general path.
+_PROGRESS_LINE = re.compile(
+    rb'\{"status":"([^"\\\x00-\x1f]*)"'
+    rb'(?:,"digest":"([^"\\\x00-\x1f]*)")?'
+    rb'(?:,"total":(0|[1-9][0-9]{0,17}))?'
+    rb'(?:,"completed":(0|[1-9][0-9]{0,17}))?\}'
+)
 
 _ClientT = TypeVar("_ClientT", bound="OllamaClient")
 
@@ -579,8 +589,13 @@ class OllamaClient:
         )
         with response:
             pieces = self._success_body(response, ex, missing_model=False)
+            previous, event = b"", None
             for line in ndjson_lines(pieces, ex, max_line=self._max_line):
-                yield _event(line, ex)
+                # A stuck server re-sends its last line every 60 ms: same bytes, same event.
+                if event is None or line != previous:
+                    event = _event(line, ex)
+                    previous = line
+                yield event
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -707,6 +722,12 @@ def _running_model(fields: _Fields) -> RunningModel:
 
 
 def _event(line: bytes, ex: Exchange) -> PullEvent:
+    match = _PROGRESS_LINE.fullmatch(line)
+    if match is not None:
+        try:
+            return _progress_event(*match.groups())
+        except UnicodeDecodeError:
+            pass  # the general path below reports it as JSON would
     try:
         obj = decode_json(line, ex)
     except ProtocolError:
@@ -731,6 +752,17 @@ def _event(line: bytes, ex: Exchange) -> PullEvent:
         return PullEvent.from_json(obj)
     except ProtocolError as exc:
         raise ProtocolError(f"{exc.message} (from {ex.host}, {ex.what})", **ex.context()) from exc
+
+
+def _progress_event(
+    status: bytes, digest: bytes | None, total: bytes | None, completed: bytes | None
+) -> PullEvent:
+    return PullEvent(
+        status.decode(),
+        digest.decode() if digest else None,
+        None if total is None else int(total),
+        None if completed is None else int(completed),
+    )
 
 
 def _codings(response: requests.Response, ex: Exchange) -> tuple[str, ...]:
