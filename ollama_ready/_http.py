@@ -14,9 +14,9 @@ import re
 import socket
 import ssl
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -49,7 +49,7 @@ __all__ = [
     "decoded_pieces",
     "guarded",
     "looks_like_html",
-    "ndjson_lines",
+    "ndjson_records",
     "not_ollama",
     "read_all",
     "read_prefix",
@@ -93,6 +93,7 @@ _SOURCE_PHRASES = {
     "OLLAMA_HOST": "the host came from OLLAMA_HOST",
     "default": "the host is the default, because OLLAMA_HOST is not set",
 }
+_R = TypeVar("_R")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 
 
@@ -522,10 +523,14 @@ def decoded_pieces(
 
 
 def _raw_pieces(raw: RawBody, piece_bytes: int) -> Iterator[bytes]:
+    """Return the undecoded body in pieces, failures untranslated (one generator, not two)."""
     read1 = getattr(raw, "read1", None)
     if getattr(raw, "chunked", False) or read1 is None:
-        yield from raw.stream(piece_bytes, decode_content=False)
-        return
+        return raw.stream(piece_bytes, decode_content=False)
+    return _read1_pieces(read1, piece_bytes)
+
+
+def _read1_pieces(read1: Callable[..., bytes], piece_bytes: int) -> Iterator[bytes]:
     # A body without chunked framing: read1 returns what has arrived instead of blocking
     # until a whole piece is there, so stream lines are seen as soon as they are sent.
     while data := read1(piece_bytes, decode_content=False):
@@ -615,29 +620,58 @@ def read_prefix(pieces: Iterable[bytes], limit: int, *, budget: float, clock: Cl
     return bytes(body[:limit])
 
 
-def ndjson_lines(pieces: Iterable[bytes], ex: Exchange, *, max_line: int) -> Iterator[bytes]:
-    """Split a body into non-empty lines, none longer than ``max_line`` bytes.
+def ndjson_records(
+    raw: RawBody,
+    codings: tuple[str, ...],
+    ex: Exchange,
+    *,
+    max_line: int,
+    parse: Callable[[bytes, Exchange], _R],
+) -> Iterator[_R]:
+    """Read a streamed body as NDJSON: yield ``parse(line, ex)`` for every non-empty line.
 
-    Memory stays within ``max_line`` plus one piece, even for a body with no newline at all.
+    No line may be longer than ``max_line`` bytes, and memory stays within about twice that,
+    even for a body with no newline at all. A line byte-identical to the one before (a stuck
+    Ollama re-sends its last line every 60 ms) yields the same record again without parsing.
+    Transport failures while reading become errors of :mod:`ollama_ready.errors`.
+
+    The stream, the split and the parse share one generator: a progress line arrives on its
+    own, so the per-line overhead is what a pull's CPU is made of.
     """
-    buffer = bytearray()
-    for piece in pieces:
-        scan = len(buffer)
-        buffer += piece
-        start = 0
-        while (end := buffer.find(b"\n", scan)) >= 0:
-            if end - start > max_line:
+    pieces = decoded_pieces(raw, codings, ex) if codings else _raw_pieces(raw, READ_CHUNK_BYTES)
+    pending = bytearray()  # the start of a line whose newline has not come yet
+    previous: bytes | None = None  # the line ``record`` was parsed from
+    record: _R
+    try:
+        for piece in pieces:
+            data = piece
+            if pending:
+                pending += piece
+                data = bytes(pending)
+                pending.clear()
+            start = 0
+            while (end := data.find(b"\n", start)) >= 0:
+                if end - start > max_line:
+                    raise _line_too_long(ex, max_line)
+                line = data[start:end]
+                start = end + 1
+                if line != previous:
+                    stripped = line.strip()
+                    if not stripped:
+                        continue
+                    record = parse(stripped, ex)
+                    previous = line
+                yield record
+            if len(data) - start > max_line:
                 raise _line_too_long(ex, max_line)
-            line = bytes(buffer[start:end]).strip()
-            if line:
-                yield line
-            start = scan = end + 1
-        del buffer[:start]
-        if len(buffer) > max_line:
-            raise _line_too_long(ex, max_line)
-    line = bytes(buffer).strip()
-    if line:
-        yield line
+            pending += memoryview(data)[start:]
+    except OllamaReadyError:
+        raise
+    except TRANSPORT_ERRORS as exc:
+        raise transport_error(exc, ex) from exc
+    last = pending.strip()
+    if last:
+        yield parse(bytes(last), ex)
 
 
 def _line_too_long(ex: Exchange, max_line: int) -> ProtocolError:

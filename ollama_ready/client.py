@@ -32,7 +32,7 @@ from ollama_ready._http import (
     decode_json,
     decoded_pieces,
     looks_like_html,
-    ndjson_lines,
+    ndjson_records,
     not_ollama,
     read_all,
     read_prefix,
@@ -559,12 +559,20 @@ class OllamaClient:
         self, response: requests.Response, ex: Exchange, *, missing_model: bool
     ) -> Iterator[bytes]:
         """Return the decoded body of a success; raise what an error status or HTML means."""
+        codings = self._check_success(response, ex, missing_model=missing_model)
+        return decoded_pieces(response.raw, codings, ex)
+
+    def _check_success(
+        self, response: requests.Response, ex: Exchange, *, missing_model: bool
+    ) -> tuple[str, ...]:
+        """Return the content codings of a success; raise what an error status or HTML means."""
         if not 200 <= response.status_code < 300:
             raise self._status_error(response, ex, missing_model=missing_model)
-        pieces = decoded_pieces(response.raw, _codings(response, ex), ex)
+        codings = _codings(response, ex)
         if "html" in response.headers.get("Content-Type", "").lower():
+            pieces = decoded_pieces(response.raw, codings, ex)
             raise not_ollama(ex, response.status_code, self._prefix(pieces, ex))
-        return pieces
+        return codings
 
     def _prefix(self, pieces: Iterator[bytes], ex: Exchange) -> bytes:
         return read_prefix(pieces, ERROR_BODY_BYTES, budget=ex.read_timeout, clock=self._clock)
@@ -588,14 +596,10 @@ class OllamaClient:
             "POST", path, timeout=timeout, model=model, body=body, accept=_NDJSON
         )
         with response:
-            pieces = self._success_body(response, ex, missing_model=False)
-            previous, event = b"", None
-            for line in ndjson_lines(pieces, ex, max_line=self._max_line):
-                # A stuck server re-sends its last line every 60 ms: same bytes, same event.
-                if event is None or line != previous:
-                    event = _event(line, ex)
-                    previous = line
-                yield event
+            codings = self._check_success(response, ex, missing_model=False)
+            yield from ndjson_records(
+                response.raw, codings, ex, max_line=self._max_line, parse=_event
+            )
 
 
 # --- answers ---------------------------------------------------------------------------------
