@@ -257,19 +257,49 @@ class ProgressAggregator:
         self._start = self._clock.monotonic()
         self._state = _State()
         self._rate = _RateMeter()
-        # Sums over the layers, recomputed only when a layer changed (most lines repeat).
-        self._layers: tuple[LayerProgress, ...] = ()
-        self._sums: tuple[int | None, int, int] = (None, 0, 0)
+        # Sums over the layers, kept up to date as layers change: a pull engine reads
+        # ``completed`` after every line, and most lines change one layer or none.
+        self._completed = 0
+        self._cached = 0
+        self._known_total = 0
+        self._known_totals = 0  # how many layers have a known total
+        self._layers: tuple[LayerProgress, ...] = ()  # rebuilt only when a layer changed
         self._dirty = False
         self._last = self._build(self._start)
+        self._fed_at: float | None = None  # when the last event fed came, if not published
 
     @property
     def snapshot(self) -> ProgressSnapshot:
-        """The latest snapshot."""
+        """The latest snapshot (built now if events were fed since the last one)."""
+        if self._fed_at is not None:
+            self._publish(self._fed_at)
         return self._last
+
+    @property
+    def phase(self) -> Phase:
+        """The phase now; cheaper than ``snapshot.phase`` after :meth:`feed`."""
+        return self._state.phase
+
+    @property
+    def status(self) -> str:
+        """The status text of the last event; cheaper than ``snapshot.status``."""
+        return self._state.status
+
+    @property
+    def completed(self) -> int:
+        """The bytes present over every layer; cheaper than ``snapshot.completed``."""
+        return self._completed
 
     def update(self, event: PullEvent) -> ProgressSnapshot:
         """Apply one stream event and return the new snapshot."""
+        self.feed(event)
+        return self.snapshot
+
+    def feed(self, event: PullEvent) -> None:
+        """Apply one stream event without building a snapshot until :attr:`snapshot` is read.
+
+        For a pull nobody watches: the snapshot is what most of the cost of an event is.
+        """
         state = self._state
         state.status = event.status
         state.message = None
@@ -284,7 +314,7 @@ class ProgressAggregator:
         now = self._clock.monotonic()
         if state.phase == "downloading":
             self._rate.sample(now, state.downloaded)
-        return self._publish(now)
+        self._fed_at = now
 
     def begin_attempt(self, attempt: int) -> ProgressSnapshot:
         """Mark the start of attempt ``attempt`` (the server starts again with the manifest)."""
@@ -333,6 +363,7 @@ class ProgressAggregator:
         self._dirty = True
         if previous is None:
             layer = LayerProgress(digest=digest, total=total, completed=done, cached=done)
+            self._cached += done
             if total is not None and done == total:
                 state.complete_on_sight = digest
         else:
@@ -344,6 +375,14 @@ class ProgressAggregator:
                 completed=done,
                 cached=previous.cached,
             )
+            self._completed -= previous.completed
+            if previous.total is not None:
+                self._known_total -= previous.total
+                self._known_totals -= 1
+        self._completed += done
+        if layer.total is not None:
+            self._known_total += layer.total
+            self._known_totals += 1
         state.layers[digest] = layer
 
     def _downloaded_after_all(self, digest: str) -> None:
@@ -351,27 +390,25 @@ class ProgressAggregator:
         layer = state.layers[digest]
         self._dirty = True
         state.downloaded += layer.cached
+        self._cached -= layer.cached
         state.layers[digest] = LayerProgress(
             digest=digest, total=layer.total, completed=layer.completed, cached=0
         )
 
     def _publish(self, now: float) -> ProgressSnapshot:
         self._last = self._build(now)
+        self._fed_at = None
         return self._last
 
     def _build(self, now: float) -> ProgressSnapshot:
         state = self._state
         if self._dirty:
             self._dirty = False
-            self._layers = layers = tuple(state.layers.values())
-            known = [layer.total for layer in layers if layer.total is not None]
-            self._sums = (
-                sum(known) if known else None,
-                sum(layer.completed for layer in layers),
-                sum(layer.cached for layer in layers),
-            )
+            self._layers = tuple(state.layers.values())
         layers = self._layers
-        total, completed, cached = self._sums
+        total = self._known_total if self._known_totals else None
+        completed = self._completed
+        cached = self._cached
         rate = self._rate.rate
         eta = None
         if state.phase == "downloading" and total is not None and rate:

@@ -57,6 +57,7 @@ from ollama_ready.errors import (
 )
 from ollama_ready.names import DEFAULT_HOST, DEFAULT_NAMESPACE, ModelName
 from ollama_ready.progress import (
+    NullReporter,
     ProgressAggregator,
     ProgressSnapshot,
     PullEvent,
@@ -585,7 +586,7 @@ def pull_model(
         clock=clock or deadline.clock,
     )
     if options.policy == "never":  # only a check: nothing worth sharing
-        return job.run(_Flight(report).emit)
+        return job.run(_Flight(report))
     # An "always" caller must not settle for a "missing" caller's "it is present".
     return _FLIGHTS.run((client.base_url, model, options.policy), job, report)
 
@@ -746,7 +747,7 @@ class _PullJob:
         self.clock = clock
         self.started = clock.monotonic()
         self.aggregator = ProgressAggregator(model.display, clock=clock)
-        self.report: Reporter = _ignore
+        self.flight: _Flight  # set by run()
         self.requests = 0
         self.failures = 0
         self.mismatches = 0
@@ -754,8 +755,8 @@ class _PullJob:
 
     # -- the whole job --
 
-    def run(self, report: Reporter) -> PullResult:
-        self.report = report
+    def run(self, flight: _Flight) -> PullResult:
+        self.flight = flight
         try:
             return self._run()
         except _Stopped:
@@ -843,17 +844,23 @@ class _PullJob:
             insecure=self.options.insecure,
             timeout=(connect, self.options.stall_timeout),
         )
+        aggregator, flight = self.aggregator, self.flight
         watch = _StallWatch(self.options.stall_timeout, self.clock.monotonic())
         with _Pump(events, self.model.display) as pump:
-            for event in pump.events(self.deadline):
-                snapshot = self.aggregator.update(event)
-                self._emit(snapshot)
-                if snapshot.phase == "done":
+            for event in pump.events(self.deadline, idle=self._catch_up):
+                aggregator.feed(event)
+                if flight.observed:
+                    flight.emit(aggregator.snapshot)
+                else:  # nobody watches: no snapshot for this line (most of its cost)
+                    flight.behind = True
+                if aggregator.phase == "done":
+                    self._catch_up(always=True)
                     return
-                if watch.stalled(snapshot, self.clock.monotonic()):
+                if watch.stalled(aggregator.status, aggregator.completed, self.clock.monotonic()):
                     raise PullStalled(
                         f"pull of {self.model.display} stalled: no progress for "
-                        f"{human_seconds(self.options.stall_timeout)} at {_where(snapshot)}",
+                        f"{human_seconds(self.options.stall_timeout)} at "
+                        f"{_where(aggregator.snapshot)}",
                         host=self.client.base_url,
                         model=self.model.display,
                         phase="pull",
@@ -1045,7 +1052,13 @@ class _PullJob:
         return (min(_CONNECT_TIMEOUT, remaining), min(_SHOW_READ_TIMEOUT, remaining))
 
     def _emit(self, snapshot: ProgressSnapshot) -> None:
-        self.report(snapshot)
+        self.flight.emit(snapshot)
+
+    def _catch_up(self, *, always: bool = False) -> None:
+        """Publish the latest snapshot if lines went unreported and someone watches now."""
+        flight = self.flight
+        if flight.behind and (always or flight.observed):
+            flight.emit(self.aggregator.snapshot)
 
 
 _RULE_AS_IS = ErrorRule(
@@ -1057,10 +1070,6 @@ _RULE_AS_IS = ErrorRule(
 class _Listed:
     digest: str | None
     size: int | None
-
-
-def _ignore(snapshot: ProgressSnapshot) -> None:
-    del snapshot
 
 
 def _where(snapshot: ProgressSnapshot) -> str:
@@ -1082,11 +1091,11 @@ class _StallWatch:
     status: str | None = None
     completed: int = -1
 
-    def stalled(self, snapshot: ProgressSnapshot, now: float) -> bool:
-        if snapshot.status != self.status or snapshot.completed > self.completed:
-            self.status, self.completed, self.since = snapshot.status, snapshot.completed, now
+    def stalled(self, status: str, completed: int, now: float) -> bool:
+        if status != self.status or completed > self.completed:
+            self.status, self.completed, self.since = status, completed, now
             return False
-        self.completed = snapshot.completed
+        self.completed = completed
         return now - self.since >= self.timeout
 
 
@@ -1132,8 +1141,13 @@ class _Pump:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def events(self, deadline: Deadline) -> Iterator[PullEvent]:
-        """Yield events until the stream ends; raise what the stream raised, or ``_Stopped``."""
+    def events(
+        self, deadline: Deadline, *, idle: Callable[[], None] | None = None
+    ) -> Iterator[PullEvent]:
+        """Yield events until the stream ends; raise what the stream raised, or ``_Stopped``.
+
+        ``idle`` is called whenever a wait for the next item ends without one.
+        """
         while True:
             if deadline.expired:
                 raise _Stopped
@@ -1142,6 +1156,8 @@ class _Pump:
             except queue.Empty:
                 item = self._wait(deadline)
                 if item is None:
+                    if idle is not None:
+                        idle()
                     continue
             if item is _END:
                 return
@@ -1203,13 +1219,20 @@ class _Pump:
 
 
 class _Flight:
-    """One pull in progress, shared by every caller that asks for the same model meanwhile."""
+    """One pull in progress, shared by every caller that asks for the same model meanwhile.
+
+    ``observed`` says whether any reporter wants snapshots (a :class:`NullReporter` does not);
+    while none does, the pull sets ``behind`` instead of building a snapshot per line. A caller
+    that joins then gets the latest snapshot with the next line, or within ``_POLL_SECONDS``.
+    """
 
     def __init__(self, reporter: Reporter) -> None:
         self.done = threading.Event()
         self.result: PullResult | None = None
         self.error: BaseException | None = None
         self.abandoned = False
+        self.observed = _observes(reporter)
+        self.behind = False
         self._lock = threading.Lock()
         self._reporters: list[Reporter] = [reporter]
         self._last: ProgressSnapshot | None = None
@@ -1219,20 +1242,27 @@ class _Flight:
             if any(known is reporter for known in self._reporters):
                 return
             self._reporters.append(reporter)
-            last = self._last
+            self.observed = self.observed or _observes(reporter)
+            last = None if self.behind else self._last
         if last is not None:
             _observe(reporter, last, self)
 
     def unsubscribe(self, reporter: Reporter) -> None:
         with self._lock:
             self._reporters = [known for known in self._reporters if known is not reporter]
+            self.observed = any(_observes(known) for known in self._reporters)
 
     def emit(self, snapshot: ProgressSnapshot) -> None:
         with self._lock:
             self._last = snapshot
+            self.behind = False
             reporters = tuple(self._reporters)
         for reporter in reporters:
             _observe(reporter, snapshot, self)
+
+
+def _observes(reporter: Reporter) -> bool:
+    return not isinstance(reporter, NullReporter)
 
 
 def _observe(reporter: Reporter, snapshot: ProgressSnapshot, flight: _Flight) -> None:
@@ -1272,7 +1302,7 @@ class _Flights:
 
     def _lead(self, key: _FlightKey, flight: _Flight, job: _PullJob) -> PullResult:
         try:
-            result = job.run(flight.emit)
+            result = job.run(flight)
         except BaseException as exc:
             flight.error = exc
             flight.abandoned = not isinstance(exc, Exception) or isinstance(exc, DeadlineExceeded)
