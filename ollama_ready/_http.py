@@ -110,6 +110,8 @@ class Exchange:
     model: str | None = None
     sent_host: str | None = None
     """The ``Host`` header when the caller set one instead of the URL's."""
+    secrets: tuple[str, ...] = ()
+    """Credential values the request carried; never repeated in an error message."""
 
     @property
     def what(self) -> str:
@@ -124,6 +126,16 @@ class Exchange:
     def context(self) -> dict[str, Any]:
         """Keyword arguments that every error of this exchange carries."""
         return {"host": self.host, "model": self.model}
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` with every credential of the request masked.
+
+        A server or proxy may echo the credentials it was sent ("invalid token Bearer ...");
+        what it says goes into error messages, logs and ``--json`` output, so they are masked.
+        """
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 class RawBody(Protocol):
@@ -397,7 +409,7 @@ def status_error(
         return _host_not_allowed(ex)
     if looks_like_html(content_type, body):
         return not_ollama(ex, status, body)
-    message, is_json_error = _server_message(text)
+    message, is_json_error = _server_message(ex.redact(text))
     context = ex.context()
     if status == 503:
         return ServerBusy(
@@ -430,7 +442,7 @@ def not_ollama(ex: Exchange, status: int, body: bytes) -> ProtocolError:
     match = _TITLE.search(body[:ERROR_BODY_BYTES])
     title = ""
     if match:
-        words = match.group(1).decode("utf-8", "replace").split()
+        words = ex.redact(match.group(1).decode("utf-8", "replace")).split()
         title = f" titled {' '.join(words)[:120]!r}"
     return ProtocolError(
         f"A proxy or another web server answered {ex.what} at {ex.host} instead of Ollama "
@@ -691,6 +703,6 @@ def decode_json(data: bytes, ex: Exchange) -> Any:
         more = "..." if len(data) > _PREVIEW_BYTES else ""
         raise ProtocolError(
             f"The answer of {ex.host} to {ex.what} is not valid JSON ({exc.__class__.__name__}): "
-            f"{preview!r}{more}",
+            f"{ex.redact(repr(preview))}{more}",
             **ex.context(),
         ) from exc

@@ -14,10 +14,10 @@ import logging
 import math
 import os
 import re
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -91,7 +91,27 @@ _PROGRESS_LINE = re.compile(
     rb'(?:,"completed":(0|[1-9][0-9]{0,17}))?\}'
 )
 
+# Headers that carry no credentials; every other header the caller adds (Authorization,
+# OLLAMA_READY_HEADERS) is masked in errors and stays behind when a redirect leaves the host.
+_PLAIN_HEADERS = frozenset({"user-agent", "host", "accept", "accept-encoding", "content-type"})
+_MAX_REDIRECTS = 5
+# requests' rules: 303 always becomes GET, 301/302 turn a POST into a GET (browsers do).
+_METHOD_CHANGING_REDIRECTS = frozenset({301, 302, 303})
+_MIN_SECRET_LENGTH = 4  # masking shorter values would mangle ordinary words
+
 _ClientT = TypeVar("_ClientT", bound="OllamaClient")
+
+
+def _secret_values(values: Iterable[str]) -> tuple[str, ...]:
+    """Return the credential strings to mask: each value, and the token of ``Bearer <token>``."""
+    found: set[str] = set()
+    for value in values:
+        found.add(value)
+        scheme, _, token = value.partition(" ")
+        if token and scheme.lower() in ("bearer", "basic", "token"):
+            found.add(token)
+    # Longest first, so a token inside a longer value is masked as part of it.
+    return tuple(sorted((v for v in found if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +213,12 @@ class OllamaClient:
         self._headers = {"User-Agent": f"ollama-ready/{__version__}", **dict(headers or {})}
         self._sent_host = next(
             (value for name, value in self._headers.items() if name.lower() == "host"), None
+        )
+        self._credentials = frozenset(
+            name.lower() for name in self._headers if name.lower() not in _PLAIN_HEADERS
+        )
+        self._secrets = _secret_values(
+            value for name, value in self._headers.items() if name.lower() in self._credentials
         )
         self._verify = verify
         loopback = is_loopback_url(self._base_url)
@@ -476,7 +502,15 @@ class OllamaClient:
     ) -> tuple[requests.Response, Exchange]:
         connect, read = self._timeout if timeout is None else _timeouts(timeout)
         ex = Exchange(
-            self._base_url, self.host_source, method, path, connect, read, model, self._sent_host
+            self._base_url,
+            self.host_source,
+            method,
+            path,
+            connect,
+            read,
+            model,
+            self._sent_host,
+            self._secrets,
         )
         headers = {
             **self._headers,
@@ -486,22 +520,44 @@ class OllamaClient:
             "Accept-Encoding": "identity" if accept == _NDJSON else "gzip, deflate",
         }
         logger.debug("%s %s%s", method, self._base_url, path)
+        url = self._base_url + path
         try:
-            response = self._session.request(
-                method,
-                self._base_url + path,
-                json=body,
-                data=data,
-                headers=headers,
-                timeout=(connect, read),
-                verify=self._verify,
-                proxies=self._proxies(),
-                stream=True,
-                allow_redirects=True,
-            )
+            for _ in range(_MAX_REDIRECTS + 1):
+                response = self._session.request(
+                    method,
+                    url,
+                    json=body,
+                    data=data,
+                    headers=headers,
+                    timeout=(connect, read),
+                    verify=self._verify,
+                    proxies=self._proxies(),
+                    stream=True,
+                    allow_redirects=False,
+                )
+                target = self._session.get_redirect_target(response)
+                if target is None:
+                    return response, ex
+                response.close()
+                if data is not None and not isinstance(data, bytes):
+                    raise ProtocolError(  # a streamed upload cannot be sent twice
+                        f"The server at {ex.host} redirected {ex.what} to {target}; Ollama never "
+                        "redirects, so something else answers at this address.",
+                        **ex.context(),
+                    )
+                # Followed by hand: requests strips only Authorization when a redirect leaves the
+                # host, and every credential header must stay behind.
+                next_url = urljoin(url, target)
+                if self._session.should_strip_auth(url, next_url):  # type: ignore[no-untyped-call]
+                    headers = {
+                        k: v for k, v in headers.items() if k.lower() not in self._credentials
+                    }
+                if response.status_code in _METHOD_CHANGING_REDIRECTS and method != "HEAD":
+                    method, body, data = "GET", None, None
+                url = next_url
         except TRANSPORT_ERRORS as exc:
             raise transport_error(exc, ex) from exc
-        return response, ex
+        raise transport_error(requests.TooManyRedirects(f"redirected from {url}"), ex)
 
     def _proxies(self) -> dict[str, str] | None:
         if not self._bypass_proxy:
@@ -745,7 +801,7 @@ def _event(line: bytes, ex: Exchange) -> PullEvent:
         )
     error = obj.get("error")
     if error is not None:
-        message = error if isinstance(error, str) else json.dumps(error)
+        message = ex.redact(error if isinstance(error, str) else json.dumps(error))
         raise ResponseError(
             f"Ollama at {ex.host} reported an error during {ex.what}: {message}",
             status=200,

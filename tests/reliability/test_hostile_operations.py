@@ -559,12 +559,6 @@ def test_a_redirect_to_another_host_does_not_carry_the_api_key(reliability: Reco
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="client.py OllamaClient._send follows redirects with requests' defaults, which drop "
-    "only Authorization on a new host: the extra headers of OLLAMA_READY_HEADERS (masked as "
-    "secrets everywhere else) reach whatever host a redirect names",
-)
 def test_a_redirect_to_another_host_does_not_carry_the_extra_headers() -> None:
     asked, moved = _redirected("ensure", None)
     assert asked["X-Api-Token"] == _HEADER_TOKEN

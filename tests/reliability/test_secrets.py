@@ -258,12 +258,6 @@ def test_an_invalid_credential_variable_is_refused_without_showing_it(
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="_http.py status_error (and client.py's error lines) keep the server's message "
-    "verbatim: a server or proxy that echoes the request's credentials puts them into the "
-    "exception message, the CLI's error line and its --json error; doctor() redacts them",
-)
 def test_a_server_that_echoes_the_credentials_does_not_get_them_into_errors(
     server: FakeOllama,
 ) -> None:
