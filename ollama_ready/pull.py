@@ -27,8 +27,6 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
@@ -66,6 +64,8 @@ from ollama_ready.progress import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from ollama_ready.client import ListedModel, Timeout
 
 __all__ = [
@@ -184,15 +184,19 @@ class ErrorRule:
     error: type[OllamaReadyError]
     transient: bool
     hint: str
-    _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        regex = None if self.pattern is None else re.compile(self.pattern, re.IGNORECASE)
-        object.__setattr__(self, "_regex", regex)
+    # Compiled on the first match: compiling the whole table took ~10 ms of every start-up,
+    # while most runs never classify an error.
+    _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def matches(self, message: str) -> bool:
         """Return whether this rule's pattern occurs in ``message``."""
-        return self._regex is not None and self._regex.search(message) is not None
+        if self.pattern is None:
+            return False
+        regex = self._regex
+        if regex is None:
+            regex = re.compile(self.pattern, re.IGNORECASE)
+            object.__setattr__(self, "_regex", regex)
+        return regex.search(message) is not None
 
 
 def _rule(
@@ -641,6 +645,9 @@ def pull_models(
 
     if not requested:
         return PullOutcomes(())
+    # Deferred: only several models need a pool, and a single ensure starts faster without it.
+    from concurrent.futures import ThreadPoolExecutor
+
     workers = min(concurrency, len(requested))
     with ThreadPoolExecutor(workers, thread_name_prefix="ollama-ready-pull") as pool:
         futures = [pool.submit(one, name) for name in requested]
@@ -655,6 +662,8 @@ def pull_models(
 
 
 def _wait_result(future: Future[_T]) -> _T:
+    from concurrent.futures import TimeoutError as FutureTimeout  # with the pool, see above
+
     # Wait in short slices: a blocking wait would hold Ctrl-C back until the pull ends.
     while True:
         try:
