@@ -12,9 +12,6 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
-
 from ollama_ready.errors import (
     HostNotAllowed,
     ModelNotPresent,
@@ -26,6 +23,8 @@ from ollama_ready.errors import (
 from ollama_ready.names import ModelName
 
 if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+
     from ollama_ready.client import OllamaClient, RunningModel
     from ollama_ready.clock import Deadline
 
@@ -176,6 +175,11 @@ def parse_version_spec(text: str) -> SpecifierSet:
     Raises:
         ValueError: the text is neither a specifier set nor a version.
     """
+    # Deferred, as below: packaging.specifiers costs ~15 ms of start-up (it loads
+    # packaging.tags), and only a version requirement needs it.
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
     stripped = text.strip()
     try:
         return SpecifierSet(f">={Version(stripped)}")
@@ -285,6 +289,8 @@ def _check(client: OllamaClient, target: Target, timeouts: _Timeouts) -> Observa
 def _version_failure(version: str, spec: SpecifierSet | None) -> ProbeFailure | None:
     if spec is None:
         return None
+    from packaging.version import InvalidVersion, Version  # see parse_version_spec
+
     try:
         parsed = Version(version)
     except InvalidVersion:

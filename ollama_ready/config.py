@@ -21,9 +21,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final, TypeVar
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
-
 from ollama_ready._format import go_duration_seconds
 from ollama_ready._version import __version__
 from ollama_ready.errors import ConfigError, InvalidHost
@@ -399,6 +396,10 @@ def _check_min_server_version(value: object) -> str | None:
     text = _str(value).strip()
     if not text:
         return None
+    # Deferred: packaging.specifiers costs ~15 ms of start-up (it loads packaging.tags).
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
     try:
         Version(text)
     except InvalidVersion:
