@@ -16,15 +16,15 @@ import functools
 import html
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import requests
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from ollama_ready._format import human_bytes
@@ -41,11 +41,13 @@ from ollama_ready.errors import (
     PlacementError,
     ServerTooOld,
 )
-from ollama_ready.fit import Placement
 from ollama_ready.names import ModelName
-from ollama_ready.readiness import Poll, ReadyReport, Strategy, strategy_from_spec
+from ollama_ready.readiness import Poll, ReadyReport, Strategy
 
 if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+
+    from ollama_ready.fit import Placement
     from ollama_ready.pull import PullResult
 
 __all__ = [
@@ -376,6 +378,8 @@ class _Ensurer:
         return None
 
     def _placement(self, name: ModelName) -> Placement | None:
+        from ollama_ready.fit import Placement  # deferred: only a load needs it
+
         for running in self.client.ps():
             if name.matches(running.name) or name.matches(running.model):
                 return Placement.of(running)
@@ -660,7 +664,7 @@ def _options(
         require_gpu=settings.require_gpu,
         min_server_version=(
             min_server_version
-            if isinstance(min_server_version, SpecifierSet)
+            if _is_specifier_set(min_server_version)
             else _specifier(settings.min_server_version)
         ),
         digest=digest,
@@ -673,9 +677,17 @@ def _options(
     )
 
 
+def _is_specifier_set(value: object) -> TypeGuard[SpecifierSet]:
+    # packaging.specifiers costs ~15 ms of start-up: a value can only be one once it is loaded.
+    module = sys.modules.get("packaging.specifiers")
+    return module is not None and isinstance(value, module.SpecifierSet)
+
+
 def _specifier(value: str | SpecifierSet | None) -> SpecifierSet | None:
-    if value is None or isinstance(value, SpecifierSet):
+    if value is None or _is_specifier_set(value):
         return value
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
     try:
         return SpecifierSet(value)
     except InvalidSpecifier:
@@ -702,6 +714,8 @@ def _strategy(wait: Strategy | str | None, settings: Settings) -> Strategy:
         return wait
     spec = wait if isinstance(wait, str) else settings.wait
     if spec:
+        from ollama_ready.readiness import strategy_from_spec  # deferred: loads every strategy
+
         return strategy_from_spec(spec)
     # Probing /api/version answers readiness and the version check with one request.
     return Poll(path="/api/version", method="GET")
