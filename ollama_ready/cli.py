@@ -17,6 +17,7 @@ within a second (without waiting for a network call that does not return by itse
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -512,7 +513,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = _Run(args)
     with _logging(args.verbose, args.quiet) as handler:
         run.log_handler = handler
-        return _execute(run, hard_exit=argv is None)
+        code = _execute(run, hard_exit=argv is None)
+    if argv is None:
+        # The process exits next. Frozen objects are left out of the collections that
+        # interpreter shutdown runs, which otherwise take ~30 ms over requests and our modules.
+        gc.freeze()
+    return code
 
 
 @dataclass(eq=False)
