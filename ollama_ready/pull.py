@@ -855,8 +855,15 @@ class _PullJob:
         )
         aggregator, flight = self.aggregator, self.flight
         watch = _StallWatch(self.options.stall_timeout, self.clock.monotonic())
+
+        def idle() -> None:
+            # No line for a while: a trickle or blank lines are no progress either.
+            self._catch_up()
+            if watch.expired(self.clock.monotonic()):
+                raise self._stalled()
+
         with _Pump(events, self.model.display) as pump:
-            for event in pump.events(self.deadline, idle=self._catch_up):
+            for event in pump.events(self.deadline, idle=idle):
                 aggregator.feed(event)
                 if flight.observed:
                     flight.emit(aggregator.snapshot)
@@ -866,18 +873,20 @@ class _PullJob:
                     self._catch_up(always=True)
                     return
                 if watch.stalled(aggregator.status, aggregator.completed, self.clock.monotonic()):
-                    raise PullStalled(
-                        f"pull of {self.model.display} stalled: no progress for "
-                        f"{human_seconds(self.options.stall_timeout)} at "
-                        f"{_where(aggregator.snapshot)}",
-                        host=self.client.base_url,
-                        model=self.model.display,
-                        phase="pull",
-                        hint=_RULES["stalled"].hint,
-                    )
+                    raise self._stalled()
         raise _StreamEnded(
             f"the pull stream of {self.model.display} ended without 'success' at "
             f"{_where(self.aggregator.snapshot)}"
+        )
+
+    def _stalled(self) -> PullStalled:
+        return PullStalled(
+            f"pull of {self.model.display} stalled: no progress for "
+            f"{human_seconds(self.options.stall_timeout)} at {_where(self.aggregator.snapshot)}",
+            host=self.client.base_url,
+            model=self.model.display,
+            phase="pull",
+            hint=_RULES["stalled"].hint,
         )
 
     # -- retries --
@@ -1105,6 +1114,10 @@ class _StallWatch:
             self.status, self.completed, self.since = status, completed, now
             return False
         self.completed = completed
+        return self.expired(now)
+
+    def expired(self, now: float) -> bool:
+        """Whether nothing counted as progress for ``timeout`` seconds up to ``now``."""
         return now - self.since >= self.timeout
 
 

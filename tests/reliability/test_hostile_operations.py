@@ -496,7 +496,6 @@ _STALL_BUG = (
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(strict=True, reason=_STALL_BUG)
 def test_a_20_bytes_per_second_stream_is_a_stall_within_the_stall_timeout(
     server: FakeOllama,
 ) -> None:
@@ -509,7 +508,6 @@ def test_a_20_bytes_per_second_stream_is_a_stall_within_the_stall_timeout(
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(strict=True, reason=_STALL_BUG)
 def test_a_stream_of_blank_lines_is_a_stall_within_the_stall_timeout(server: FakeOllama) -> None:
     lines = b'{"status":"pulling manifest"}\n' + b"\n" * 1000
     server.respond_with("POST", "/api/pull", body=lines, headers=NDJSON, chunk_size=1, delay=0.005)
