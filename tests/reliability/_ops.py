@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import IO, Protocol, TypeVar
 
 from ollama_ready.client import OllamaClient
 from ollama_ready.clock import Deadline
@@ -29,6 +29,8 @@ from ollama_ready.progress import ProgressSnapshot
 from ollama_ready.pull import RetryPolicy, pull_model
 from ollama_ready.readiness import Poll, check, wait_until_ready
 from ollama_ready.testing import FakeModel, FakeOllama
+
+_T = TypeVar("_T")
 
 __all__ = [
     "BANDWIDTH",
@@ -177,6 +179,16 @@ def _outcome(error: BaseException | None) -> str:
     return "ok" if error is None else type(error).__name__
 
 
+def _timed(call: Callable[[], _T]) -> tuple[_T | None, OllamaReadyError | None, float]:
+    """Run ``call``; return its result, or the error of ours it raised, and its wall time."""
+    begun = time.monotonic()
+    try:
+        result = call()
+    except OllamaReadyError as exc:
+        return None, exc, time.monotonic() - begun
+    return result, None, time.monotonic() - begun
+
+
 # --- the operations ------------------------------------------------------------------------------
 
 
@@ -188,16 +200,12 @@ class _Wait:
         del server
 
     def __call__(self, server: FakeOllama, run: Run, started: threading.Event) -> Observed:
-        error: OllamaReadyError | None = None
         with client_log(server.url, started) as sent:
-            begun = time.monotonic()
-            try:
-                report = wait_until_ready(server.url, strategy=WAIT, timeout=run.deadline)
-            except OllamaReadyError as exc:
-                error = exc
-            else:
+            report, error, wall = _timed(
+                lambda: wait_until_ready(server.url, strategy=WAIT, timeout=run.deadline)
+            )
+            if report is not None:
                 assert report.attempts == sent[VERSION], (report, sent)
-            wall = time.monotonic() - begun
         return Observed(
             outcome=_outcome(error),
             error=error,
@@ -215,14 +223,10 @@ class _Check:
         server.add_model(MODEL)
 
     def __call__(self, server: FakeOllama, run: Run, started: threading.Event) -> Observed:
-        error: OllamaReadyError | None = None
         with client_log(server.url, started) as sent:
-            begun = time.monotonic()
-            try:
-                check(server.url, level="model", models=(MODEL_NAME,), timeout=run.deadline)
-            except OllamaReadyError as exc:
-                error = exc
-            wall = time.monotonic() - begun
+            _, error, wall = _timed(
+                lambda: check(server.url, level="model", models=(MODEL_NAME,), timeout=run.deadline)
+            )
         return Observed(
             outcome=_outcome(error),
             error=error,
@@ -240,12 +244,10 @@ class _Pull:
         del server
 
     def __call__(self, server: FakeOllama, run: Run, started: threading.Event) -> Observed:
-        error: OllamaReadyError | None = None
         retries = _Retries()
         with client_log(server.url, started) as sent, OllamaClient(server.url) as client:
-            begun = time.monotonic()
-            try:
-                result = pull_model(
+            result, error, wall = _timed(
+                lambda: pull_model(
                     client,
                     MODEL_NAME,
                     retry=RETRY,
@@ -253,11 +255,9 @@ class _Pull:
                     deadline=Deadline(run.deadline),
                     reporter=retries,
                 )
-            except OllamaReadyError as exc:
-                error = exc
-            else:
+            )
+            if result is not None:
                 assert result.attempts == sent[PULL], (result, sent)
-            wall = time.monotonic() - begun
         return Observed(
             outcome=_outcome(error),
             error=error,
@@ -275,21 +275,17 @@ class _Ensure:
         del server
 
     def __call__(self, server: FakeOllama, run: Run, started: threading.Event) -> Observed:
-        error: OllamaReadyError | None = None
         retries = _Retries()
         with client_log(server.url, started) as sent:
-            begun = time.monotonic()
-            try:
-                ensure_model(
+            _, error, wall = _timed(
+                lambda: ensure_model(
                     MODEL_NAME,
                     host=server.url,
                     timeout=run.deadline,
                     stall_timeout=run.stall_timeout,
                     progress=retries,
                 )
-            except OllamaReadyError as exc:
-                error = exc
-            wall = time.monotonic() - begun
+            )
         return Observed(
             outcome=_outcome(error),
             error=error,
