@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import _thread
 import dataclasses
+import itertools
 import logging
 import pathlib
+import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -45,6 +47,7 @@ from ollama_ready.pull import (
     SERVER_AFTER_STOP,
     PullResult,
     RetryPolicy,
+    _Pacer,
     _Pump,
     classify_error,
     pull_model,
@@ -940,6 +943,78 @@ def test_the_stream_reader_is_bounded_and_closes_its_stream() -> None:
         time.sleep(0.2)  # nobody reads: the reader must stop filling the queue
         assert 0 < pump._queue.qsize() <= _QUEUE_SIZE
     assert closed.wait(2)
+
+
+def test_the_pacer_pauses_only_a_fast_stream() -> None:
+    pacer = _Pacer(pause=0.05, fast=0.0125, ready=0.0005)
+    assert pacer.pause_after(0.0, 0.002) == 0.0  # the first line: no interval yet
+    assert pacer.pause_after(0.002, 0.004) == 0.05  # waited 2 ms, 2 ms after the line before
+    assert pacer.pause_after(0.054, 0.0541) == 0.0  # already there after the pause
+    assert pacer.pause_after(0.0541, 0.0542) == 0.0
+    assert pacer.pause_after(0.0542, 0.056) == 0.05  # waiting again: the stream is still fast
+
+
+def test_the_pacer_never_pauses_a_stream_at_the_real_servers_cadence() -> None:
+    pacer = _Pacer(pause=0.05, fast=0.0125, ready=0.0005)
+    arrivals = [0.06 * i for i in range(1, 50)]
+    assert not any(pacer.pause_after(arrived - 0.06, arrived) for arrived in arrivals)
+
+
+def test_after_a_pause_a_line_that_comes_late_is_not_a_fast_stream() -> None:
+    # 0.01 s of waiting after a 0.05 s pause: 0.06 s since the line before, a slow stream.
+    pacer = _Pacer(pause=0.05, fast=0.0125, ready=0.0005)
+    pacer.pause_after(0.0, 0.002)
+    assert pacer.pause_after(0.002, 0.004) == 0.05
+    assert pacer.pause_after(0.054, 0.064) == 0.0
+
+
+def ticking(count: int, interval: float) -> Iterator[PullEvent]:
+    """A server that sends a line every ``interval`` seconds, read or not, like a socket."""
+    sent: queue.SimpleQueue[PullEvent] = queue.SimpleQueue()
+
+    def send() -> None:
+        for completed in range(count):
+            time.sleep(interval)
+            sent.put(PullEvent("pulling 1df98b4ea3fe", DIGEST, count, completed))
+
+    threading.Thread(target=send, daemon=True).start()
+    for _ in range(count):
+        yield sent.get()
+
+
+def test_the_reader_reads_a_fast_stream_in_batches() -> None:
+    reads: list[float] = []
+
+    def recorded(events: Iterator[PullEvent]) -> Iterator[PullEvent]:
+        for event in events:
+            reads.append(time.monotonic())
+            yield event
+
+    with _Pump(recorded(ticking(60, 0.002)), "m") as pump:
+        assert sum(1 for _ in pump.events(Deadline(5))) == 60
+    # Unpaced, every line would be read about 2 ms after the one before; paced, most lines
+    # were waiting already when the reader came back from a pause.
+    at_once = sum(1 for before, after in itertools.pairwise(reads) if after - before < 0.001)
+    assert at_once >= 30
+
+
+def test_closing_the_pump_ends_a_pause_at_once() -> None:
+    closed = threading.Event()
+
+    def fast() -> Iterator[PullEvent]:
+        try:
+            yield from ticking(1000, 0.002)
+        finally:
+            closed.set()
+
+    pump = _Pump(fast(), "m", pacer=_Pacer(pause=60.0))
+    with pump:
+        events = pump.events(Deadline(5))
+        next(events)
+        time.sleep(0.05)  # the reader is now in its 60 s pause
+    assert closed.wait(5)
+    pump._thread.join(5)
+    assert not pump._thread.is_alive()
 
 
 def test_different_servers_do_not_share() -> None:
