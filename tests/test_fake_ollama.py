@@ -861,16 +861,35 @@ def test_a_server_can_start_later_and_refuse_first() -> None:
     fake = FakeOllama(registry=REGISTRY)
     with pytest.raises(RuntimeError):
         _ = fake.url
+    started = time.monotonic()
     fake.start(refuse_for=0.3)
     try:
         with pytest.raises(requests.ConnectionError):
             requests.get(fake.url, timeout=1)
+        assert fake.listening_since is None
         time.sleep(0.4)
         assert requests.get(fake.url, timeout=5).ok
+        opened = fake.listening_since
+        assert opened is not None
+        assert started + 0.3 <= opened <= time.monotonic()
     finally:
         fake.stop()
+    assert fake.listening_since is None
     with pytest.raises(requests.ConnectionError):
         requests.get(fake.url, timeout=1)
+
+
+def test_a_refused_port_reopens_with_a_new_listening_time() -> None:
+    with FakeOllama(registry=REGISTRY) as fake:
+        first = fake.listening_since
+        assert first is not None
+        fake.refuse_connections(0.2)
+        assert fake.listening_since is None
+        time.sleep(0.3)
+        assert requests.get(fake.url, timeout=5).ok
+        again = fake.listening_since
+        assert again is not None
+        assert again >= first + 0.2
 
 
 def test_ready_after_keeps_the_port_open_but_silent() -> None:

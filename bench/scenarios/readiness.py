@@ -4,7 +4,8 @@ Every trial starts a fresh FakeOllama that becomes ready at a random ``T`` in [0
 the real server's two start phases:
 
 - ``refused``: the port is closed until ``T`` (the process is still starting). The lag is
-  measured from ``T``, taken just before the server started, so it can only be overestimated.
+  measured from the moment FakeOllama's port opened again (``listening_since``), a little
+  after ``T``; the server then answers at once.
 - ``bound``: the port is open from the start but nothing is answered until ``T`` (GPU
   discovery). A raw socket queues a request before ``T``; the lag is measured from the moment
   FakeOllama reads the first queued request, i.e. when it first answers HTTP.
@@ -177,12 +178,15 @@ def _trial(job: _Job) -> _Outcome:
             ok, attempts = _WAITERS[job.method](server.url)
             finished = time.monotonic()
         answered = min((r.at for r in server.requests), default=math.inf)
+        opened = server.listening_since
     finally:
         server.stop()
     ready_at = started + job.ready_after
-    # Bound mode: the server first answers when it reads the first queued request; the delay
-    # from T to then is FakeOllama's own (a Go server takes microseconds), not the waiter's.
-    delay = max(0.0, answered - ready_at) if job.mode == "bound" else 0.0
+    # The server can first answer when it reads the first queued request (bound) or when its
+    # port opens again (refused); the delay from T to then is FakeOllama's own (a Go server
+    # takes microseconds), not the waiter's.
+    first = answered if job.mode == "bound" else (opened if opened is not None else ready_at)
+    delay = max(0.0, first - ready_at)
     return _Outcome(ok, finished - ready_at - delay, attempts, finished - waiting, delay)
 
 
@@ -202,15 +206,34 @@ def _longest(ctx: Context) -> float:
     return ctx.pick(full=5.0, quick=3.0, smoke=1.0)
 
 
+def _trials(ctx: Context) -> tuple[dict[str, int], int]:
+    """Poll()'s trials per mode, and each baseline's (on the first of the same T values).
+
+    A refused-mode lag is uniform over a probe interval (42 ms), so the median of 20 lags is
+    known to +-3.5 ms only, too coarse for a 25 ms target that the interval puts 2-3 ms
+    away; Poll()'s trials are cheap, and 300 of them pin its median down to +-0.9 ms (one
+    standard error). Bound-mode lags hardly vary.
+    """
+    poll = {
+        "refused": ctx.pick(full=300, quick=10, smoke=1),
+        "bound": ctx.pick(full=100, quick=4, smoke=1),
+    }
+    return poll, ctx.pick(full=20, quick=2, smoke=1)
+
+
 def _jobs(ctx: Context, methods: tuple[str, ...]) -> list[_Job]:
-    trials = ctx.pick(full=20, quick=2, smoke=1)
+    poll, baselines = _trials(ctx)
     longest = _longest(ctx)
     rng = random.Random(ctx.seed)
     jobs: list[_Job] = []
     for mode in _MODES:
-        for _ in range(trials):
+        for trial in range(poll[mode]):
             ready_after = rng.uniform(0.2, longest)
-            jobs += [_Job(method, mode, ready_after) for method in methods]
+            jobs += [
+                _Job(method, mode, ready_after)
+                for method in methods
+                if method == "poll" or trial < baselines
+            ]
     # Mix everything, so that no waiter always runs next to the same neighbours.
     rng.shuffle(jobs)
     return jobs
@@ -232,9 +255,7 @@ def _series(method: str, mode: str, outcomes: list[_Outcome]) -> Series:
             "failure rate": f"{100 * failures / len(outcomes):.0f} %" if outcomes else "n/a",
             "attempts/s": attempts / waited if waited > 0 else math.nan,
             "server delay after T": (
-                f"{1000 * median([o.server_delay for o in outcomes]):.1f} ms"
-                if mode == "bound" and outcomes
-                else "-"
+                f"{1000 * median([o.server_delay for o in outcomes]):.1f} ms" if outcomes else "-"
             ),
         },
         note=_NOTES[method],
@@ -272,14 +293,18 @@ def _run(ctx: Context) -> Measured:
         ]
         targets.append(_attempts_target(mode, ours, baseline))
     longest = _longest(ctx)
+    poll_trials, baseline_trials = _trials(ctx)
     notes += [
         f"{len(jobs)} trials, {workers} at a time (to keep the wall time reasonable) in separate "
         "worker processes, each trial with its own FakeOllama; concurrent trials share the "
         "CPUs, which can only add to the lags",
         f"T drawn uniformly from [0.2, {longest:.1f}] s (seed {ctx.seed}); the waiters of a "
-        "trial share the same T",
-        "refused: lag = return time - (time just before the server started + T); the port "
-        "opens at T and serves at once, so FakeOllama's accept overhead counts against the waiter",
+        f"trial share the same T; Poll() runs {poll_trials['refused']} trials refused and "
+        f"{poll_trials['bound']} bound, each baseline the first {baseline_trials} of them",
+        "refused: lag = return time - the moment the port opened again (FakeOllama's "
+        "listening_since; T measured from just before the server started, plus the 'server "
+        "delay after T' that FakeOllama's acceptor thread takes to reopen the port); the server "
+        "serves at once, so its accept and answer time counts against the waiter",
         "bound: lag = return time - the moment the server first answers HTTP, i.e. when it reads "
         "the first queued request (a raw socket queues one before T in every trial); the "
         "'server delay after T' column is FakeOllama's own backlog latency, which a Go server "

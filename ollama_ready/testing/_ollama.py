@@ -289,6 +289,15 @@ class FakeOllama:
         """The base URL, ``http://127.0.0.1:<port>``."""
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def listening_since(self) -> float | None:
+        """When the port last opened, as ``time.monotonic()``; None while it is closed.
+
+        After ``start(refuse_for=...)``, :meth:`refuse_connections` or a restart, this is the
+        moment a waiter could first connect again: measure a waiter's lag from it.
+        """
+        return self._listener.listening_since
+
     def __repr__(self) -> str:
         where = self.url if self._listener.port is not None else "not started"
         return f"FakeOllama({where}, models={len(self._installed)})"

@@ -69,6 +69,8 @@ class Listener:
         self._wake_r.setblocking(False)
         self.stopping = threading.Event()
         self.generation = 0
+        self.listening_since: float | None = None
+        """When the port last opened (``time.monotonic()``); None while it is closed."""
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -213,6 +215,7 @@ class Listener:
             raise
         self._port = sock.getsockname()[1]
         self._sock = sock
+        self.listening_since = time.monotonic()
         self._cond.notify_all()
 
     def _close_listener_locked(self) -> None:
@@ -222,6 +225,7 @@ class Listener:
             _shutdown(self._sock)
             self._sock.close()
             self._sock = None
+            self.listening_since = None
             self._cond.notify_all()
 
     def _next_listener(self) -> socket.socket | None:
