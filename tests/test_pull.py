@@ -968,13 +968,18 @@ def test_after_a_pause_a_line_that_comes_late_is_not_a_fast_stream() -> None:
     assert pacer.pause_after(0.054, 0.064) == 0.0
 
 
-def ticking(count: int, interval: float) -> Iterator[PullEvent]:
-    """A server that sends a line every ``interval`` seconds, read or not, like a socket."""
+def ticking(count: int, interval: float, sent_at: list[float] | None = None) -> Iterator[PullEvent]:
+    """A server that sends a line every ``interval`` seconds, read or not, like a socket.
+
+    Line ``i`` has ``completed == i``; ``sent_at[i]`` is when it was sent.
+    """
     sent: queue.SimpleQueue[PullEvent] = queue.SimpleQueue()
 
     def send() -> None:
         for completed in range(count):
             time.sleep(interval)
+            if sent_at is not None:
+                sent_at.append(time.monotonic())
             sent.put(PullEvent("pulling 1df98b4ea3fe", DIGEST, count, completed))
 
     threading.Thread(target=send, daemon=True).start()
@@ -996,6 +1001,17 @@ def test_the_reader_reads_a_fast_stream_in_batches() -> None:
     # were waiting already when the reader came back from a pause.
     at_once = sum(1 for before, after in itertools.pairwise(reads) if after - before < 0.001)
     assert at_once >= 30
+
+
+def test_batched_lines_reach_the_caller_within_a_fraction_of_a_second() -> None:
+    sent_at: list[float] = []
+    delays: list[float] = []
+    with _Pump(ticking(150, 0.002, sent_at), "m") as pump:
+        for event in pump.events(Deadline(5)):
+            assert event.completed is not None
+            delays.append(time.monotonic() - sent_at[event.completed])
+    assert len(delays) == 150
+    assert max(delays) <= 0.15 + 0.1  # a 50 ms pause and a 100 ms look, plus a loaded machine
 
 
 def test_closing_the_pump_ends_a_pause_at_once() -> None:
