@@ -1246,11 +1246,10 @@ class _Pump:
         try:
             while True:
                 started = clock()
-                event = next(events, _END)
-                if event is _END:
+                event = next(events, None)
+                if event is None:
                     break
                 pause = pacer.pause_after(started, clock())
-                assert isinstance(event, PullEvent)
                 # Progress of a blob can wait for the caller's next look; a new phase cannot.
                 if not self._offer(event, urgent=event.digest is None):
                     return
