@@ -1149,7 +1149,7 @@ class _Pacer:
     pause: float = 0.05
     fast: float = 0.0125
     ready: float = 0.0005
-    _previous: float = -math.inf
+    _previous: float = field(default=-math.inf, init=False, repr=False)
 
     def pause_after(self, started: float, arrived: float) -> float:
         """Return the pause after a read that began at ``started`` and got a line at ``arrived``."""
